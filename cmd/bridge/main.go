@@ -1,0 +1,123 @@
+// Command bridge turns Open edX certificate and course-passing signals into Open Badges on a
+// Badgr-compatible host. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/badgebridge/bridge/internal/app"
+	"github.com/badgebridge/bridge/internal/config"
+	"github.com/badgebridge/bridge/internal/mapping"
+)
+
+// Set with -ldflags "-X main.version=… -X main.commit=…" by release builds.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usage = `usage: bridge [command]
+
+commands:
+  run       web + workers in one process (the default; development mode when nothing is configured)
+  serve     web only: webhooks, admin API, metrics, health
+  work      workers, with health and metrics on the admin address
+  check     validate configuration and the mapping file; exit 1 with a list of problems
+  version   print version, commit and Go version
+
+configuration comes from BRIDGE_* environment variables; see README.md`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := app.CmdRun
+	if len(args) > 0 {
+		cmd = args[0]
+		args = args[1:]
+	}
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "bridge %s commit %s %s\n", version, revision(), runtime.Version())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	case "check":
+		return check(args, stdout, stderr)
+	case app.CmdRun, app.CmdServe, app.CmdWork:
+	default:
+		fmt.Fprintf(stderr, "bridge: unknown command %q\n%s\n", cmd, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "bridge: %v\n", err)
+		return 1
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err := app.New(cfg, cmd, log, stderr).Run(ctx); err != nil {
+		log.Error("bridge stopped with an error", "err", err)
+		fmt.Fprintf(stderr, "bridge: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// check validates what can be validated without network access.
+func check(args []string, stdout, stderr io.Writer) int {
+	for _, a := range args {
+		if a == "--remote" {
+			fmt.Fprintln(stderr, "bridge check: --remote is not available in this version; only local checks run")
+			return 2
+		}
+		fmt.Fprintf(stderr, "bridge check: unknown argument %q\n", a)
+		return 2
+	}
+	var problems []string
+	cfg, err := config.Load(context.Background())
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	switch {
+	case cfg.MappingFile != "":
+		if _, err := mapping.Load(cfg.MappingFile); err != nil {
+			problems = append(problems, err.Error())
+		}
+	case err == nil && !cfg.Dev:
+		problems = append(problems, "BRIDGE_MAPPING_FILE: not set; without a mapping no event earns a badge")
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, "bridge check: problems found:")
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "  - %s\n", p)
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, "bridge check: configuration and mapping are valid")
+	return 0
+}
+
+func revision() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

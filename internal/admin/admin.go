@@ -1,0 +1,124 @@
+// Package admin serves the operator's API on the admin listener (contract section 7).
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/badgebridge/bridge/internal/ledger"
+)
+
+// API holds what the admin routes read.
+type API struct {
+	Ledger *ledger.Ledger
+	Token  string
+}
+
+// Register mounts the routes on g. Without a token the admin API is off: every route answers
+// 404 so nothing is reachable by accident.
+func (a *API) Register(g *echo.Group) {
+	g.Use(a.authorize)
+	g.GET("/v1/awards", a.awards)
+	g.GET("/v1/events/:id", a.event)
+}
+
+func (a *API) authorize(next echo.HandlerFunc) echo.HandlerFunc {
+	want := sha256.Sum256([]byte(a.Token))
+	return func(c echo.Context) error {
+		if a.Token == "" {
+			return c.JSON(http.StatusNotFound, map[string]string{"message": "admin API is off: set BRIDGE_ADMIN_TOKEN"})
+		}
+		tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(tok))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="badge-bridge admin"`)
+			return c.JSON(http.StatusUnauthorized, map[string]string{"message": "missing or wrong admin token"})
+		}
+		return next(c)
+	}
+}
+
+// Award is one ledger row as the admin API shows it.
+type Award struct {
+	BadgeClass  string        `json:"badge_class"`
+	UserID      int64         `json:"user_id"`
+	Desired     string        `json:"desired"`
+	State       string        `json:"state"`
+	Reason      string        `json:"reason,omitempty"`
+	EntityID    string        `json:"entity_id,omitempty"`
+	OpenBadgeID string        `json:"open_badge_id,omitempty"`
+	Emails      []string      `json:"emails"`
+	Generation  int64         `json:"generation"`
+	Retries     int           `json:"retries"`
+	Version     int64         `json:"version"`
+	NextCheck   *time.Time    `json:"next_check,omitempty"`
+	UpdatedAt   time.Time     `json:"updated_at"`
+	Facts       []ledger.Fact `json:"facts"`
+}
+
+func toAward(r *ledger.Row) Award {
+	a := Award{
+		BadgeClass: r.Key.BadgeClass, UserID: r.Key.UserID, Desired: r.Desired, State: r.State,
+		Reason: r.Reason, EntityID: r.EntityID, OpenBadgeID: r.OpenBadgeID, Emails: r.Emails,
+		Generation: r.Generation, Retries: r.Retries, Version: r.Version,
+		UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC(), Facts: r.Facts,
+	}
+	if a.Desired == "" {
+		a.Desired = "unknown"
+	}
+	if r.NextCheck > 0 {
+		t := time.UnixMilli(r.NextCheck).UTC()
+		a.NextCheck = &t
+	}
+	if a.Emails == nil {
+		a.Emails = []string{}
+	}
+	return a
+}
+
+func (a *API) awards(c echo.Context) error {
+	f := ledger.Filter{
+		Email: c.QueryParam("email"), Course: c.QueryParam("course"),
+		BadgeClass: c.QueryParam("badge_class"), State: c.QueryParam("state"),
+	}
+	if s := c.QueryParam("user_id"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return c.JSON(http.StatusBadRequest, map[string]string{"message": "user_id: want a positive integer"})
+		}
+		f.UserID = n
+	}
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return c.JSON(http.StatusBadRequest, map[string]string{"message": "limit: want 1 to 1000"})
+		}
+		f.Limit = n
+	}
+	rows, err := a.Ledger.List(c.Request().Context(), f)
+	if err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "ledger unavailable: " + err.Error()})
+	}
+	out := make([]Award, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, toAward(r))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"awards": out, "count": len(out)})
+}
+
+func (a *API) event(c echo.Context) error {
+	rec, err := a.Ledger.SeenEvent(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "ledger unavailable: " + err.Error()})
+	}
+	if rec == nil {
+		return c.JSON(http.StatusNotFound, map[string]string{"message": "no record of event " + c.Param("id") + " (unknown, or older than BRIDGE_EVENT_RETENTION)"})
+	}
+	return c.JSON(http.StatusOK, rec)
+}

@@ -1,0 +1,284 @@
+// Package app wires the bridge together: configuration in, listeners, workers and their
+// dependencies out. cmd/bridge only parses the command line and calls New(...).Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/config"
+	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/webhook"
+)
+
+// Commands that run as a service.
+const (
+	CmdRun   = "run"
+	CmdServe = "serve"
+	CmdWork  = "work"
+)
+
+// App is one bridge process.
+type App struct {
+	cfg     config.Config
+	command string
+	log     *slog.Logger
+	banner  io.Writer // where development mode prints its instructions
+
+	// Ready is closed once both listeners accept connections (tests wait on it).
+	Ready chan struct{}
+	// Addrs are the bound listener addresses, set before Ready closes.
+	HTTPAddr, AdminAddr string
+}
+
+// New prepares an App for command (run, serve or work).
+func New(cfg config.Config, command string, log *slog.Logger, banner io.Writer) *App {
+	return &App{cfg: cfg, command: command, log: log, banner: banner, Ready: make(chan struct{})}
+}
+
+// parts is everything Run builds, so shutdown can undo it in order.
+type parts struct {
+	rdb      redis.UniversalClient
+	closers  []func()
+	ledger   *ledger.Ledger
+	intake   *queue.Intake
+	worker   *queue.Worker
+	host     *badgr.Client
+	registry *prometheus.Registry
+	webhook  *webhook.Handler
+}
+
+// Run serves until ctx is cancelled (SIGTERM), then shuts down: listeners stop accepting, in-flight
+// jobs get BRIDGE_SHUTDOWN_GRACE, connections close. A nil error means a clean exit.
+func (a *App) Run(ctx context.Context) error {
+	cfg := a.cfg
+	dev := cfg.DevMode(a.command)
+	p := &parts{registry: prometheus.NewRegistry()}
+	defer func() {
+		for i := len(p.closers) - 1; i >= 0; i-- {
+			p.closers[i]()
+		}
+	}()
+	p.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	bgctx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	p.closers = append(p.closers, stopBackground)
+	var devInfo devSetup
+	if err := a.openRedis(bgctx, dev, p); err != nil {
+		return err
+	}
+	web := a.command == CmdRun || a.command == CmdServe
+	work := a.command == CmdRun || a.command == CmdWork
+
+	p.ledger = ledger.New(p.rdb, ledger.Options{EventRetention: cfg.EventRetention})
+	aclient := asynq.NewClientFromRedisClient(p.rdb)
+	// A job may run for a whole lease: list, award, list again and revoke duplicates.
+	lease := 4*cfg.BadgrTimeout + 30*time.Second
+	enq := queue.NewEnqueuer(aclient, lease+10*time.Second)
+
+	if web {
+		m, err := a.loadMapping(dev)
+		if err != nil {
+			return err
+		}
+		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
+		auth, err := webhook.NewAuth(cfg.WebhookSecrets, cfg.WebhookTokens, cfg.WebhookQueryTokens)
+		if err != nil {
+			return err
+		}
+		if dev && !auth.Configured() {
+			devInfo.webhookToken = randomToken()
+			auth, _ = webhook.NewAuth(nil, []string{devInfo.webhookToken}, nil)
+		}
+		if !auth.Configured() {
+			a.log.Warn("no webhook credential configured: every webhook is refused (set BRIDGE_WEBHOOK_SECRETS, BRIDGE_WEBHOOK_TOKENS or BRIDGE_WEBHOOK_QUERY_TOKENS)")
+		}
+		p.webhook = &webhook.Handler{Auth: auth, Intake: p.intake, Log: a.log, Metrics: webhook.NewMetrics(p.registry)}
+	}
+	if dev && a.cfg.AdminToken == "" {
+		devInfo.adminToken = randomToken()
+		a.cfg.AdminToken = devInfo.adminToken
+	}
+	if work {
+		if err := a.openHost(bgctx, dev, p, &devInfo); err != nil {
+			return err
+		}
+		qm := queue.NewMetrics(p.registry)
+		rec := &queue.Reconciler{
+			Ledger: p.ledger, Host: p.host, Enqueuer: enq, Log: a.log, Settle: cfg.Settle,
+			Lease: lease, MaxRetry: cfg.MaxRetry, Metrics: qm,
+		}
+		sw := &queue.Sweeper{Ledger: p.ledger, Enqueuer: enq, Log: a.log, Requeue: lease + 30*time.Second, Metrics: qm}
+		p.worker = queue.NewWorker(p.rdb, queue.WorkerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownGrace: cfg.ShutdownGrace}, rec, sw, a.log)
+	}
+	return a.serve(ctx, p, web, dev, &devInfo)
+}
+
+func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
+	cfg := a.cfg
+	if dev && cfg.RedisURL == "" && cfg.RedisSentinelMaster == "" && len(cfg.RedisClusterAddrs) == 0 {
+		mr, rdb, err := embeddedRedis(ctx, a.log)
+		if err != nil {
+			return err
+		}
+		p.rdb = rdb
+		p.closers = append(p.closers, mr.Close, func() { _ = rdb.Close() })
+		return nil
+	}
+	if err := cfg.RequireQueue(); err != nil {
+		return err
+	}
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	p.rdb = rdb
+	p.closers = append(p.closers, func() { _ = rdb.Close() })
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("queue Redis unreachable: %w", err)
+	}
+	return nil
+}
+
+func (a *App) loadMapping(dev bool) (*mapping.Mapping, error) {
+	if a.cfg.MappingFile != "" {
+		m, err := mapping.Load(a.cfg.MappingFile)
+		if err != nil {
+			return nil, fmt.Errorf("BRIDGE_MAPPING_FILE: %w", err)
+		}
+		if len(m.Rules) == 0 {
+			a.log.Warn("the mapping file maps no badge: every event will be ignored", "file", a.cfg.MappingFile)
+		}
+		return m, nil
+	}
+	if dev {
+		return mapping.Demo(DemoBadgeClass), nil
+	}
+	return nil, errors.New("BRIDGE_MAPPING_FILE: not set; without a mapping no event earns a badge")
+}
+
+func (a *App) openHost(ctx context.Context, dev bool, p *parts, d *devSetup) error {
+	cfg := a.cfg
+	bc := badgr.Config{
+		BaseURL: cfg.BadgrURL, Username: cfg.BadgrUsername, Password: cfg.BadgrPassword,
+		ClientID: cfg.BadgrClientID, ClientSecret: cfg.BadgrClientSecret, Scope: cfg.BadgrScope,
+		Timeout: cfg.BadgrTimeout, RateLimit: cfg.BadgrRateLimit,
+	}
+	if cfg.BadgrURL == "" {
+		if !dev {
+			return cfg.RequireBadgeHost()
+		}
+		url, user, pass, stop, err := startSandbox(a.log)
+		if err != nil {
+			return err
+		}
+		p.closers = append(p.closers, stop)
+		bc.BaseURL, bc.Username, bc.Password = url, user, pass
+		d.sandboxURL = url
+	}
+	p.host = badgr.New(bc, p.rdb, a.log.With("component", "badgr"))
+	return nil
+}
+
+func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) error {
+	var publicSrv *http.Server
+	var pubLn net.Listener
+	var err error
+	if web {
+		pubLn, err = net.Listen("tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("BRIDGE_HTTP_ADDR: %w", err)
+		}
+		publicSrv = newServer(a.publicRoutes(p))
+		a.HTTPAddr = pubLn.Addr().String()
+	}
+	admLn, err := net.Listen("tcp", a.cfg.AdminAddr)
+	if err != nil {
+		if pubLn != nil {
+			pubLn.Close()
+		}
+		return fmt.Errorf("BRIDGE_ADMIN_ADDR: %w", err)
+	}
+	a.AdminAddr = admLn.Addr().String()
+	adminSrv := newServer(a.adminRoutes(p, web))
+
+	if p.worker != nil {
+		if err := p.worker.Start(ctx); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{publicSrv, pubLn}, {adminSrv, admLn}} {
+		if s.srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	a.log.Info("bridge started", "command", a.command, "dev", dev, "http_addr", a.HTTPAddr, "admin_addr", a.AdminAddr)
+	if dev {
+		a.printDevBanner(d)
+	}
+	close(a.Ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
+	case runErr = <-errc:
+		a.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	// Stop taking work first: no new webhooks, no new jobs; then let in-flight jobs finish.
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+	defer cancel()
+	for _, s := range []*http.Server{publicSrv, adminSrv} {
+		if s != nil {
+			if err := s.Shutdown(sctx); err != nil {
+				a.log.Warn("listener shutdown", "err", err)
+			}
+		}
+	}
+	if p.worker != nil {
+		p.worker.Shutdown()
+	}
+	wg.Wait()
+	a.log.Info("bridge stopped")
+	return runErr
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

@@ -1,0 +1,251 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Row is one (badge class, learner) as stored.
+type Row struct {
+	Key           RowKey
+	Version       int64
+	SyncedVersion int64 // the version the last complete reconcile saw
+	Generation    int64 // award generation: bumped when a held badge is taken away
+	State         string
+	Desired       string // "held" / "not held", as the last reconcile computed it
+	EntityID      string
+	OpenBadgeID   string
+	Reason        string
+	Retries       int
+	AttemptAt     int64 // ms; an award POST whose outcome is not known yet (0 = none)
+	NextCheck     int64 // ms; when the row must be looked at again by itself (0 = never)
+	CreatedAt     int64 // ms
+	UpdatedAt     int64 // ms
+	Email         string   // the address new awards go to (lowercased)
+	Emails        []string // every address the bridge ever used or looked up for the learner
+	Facts         []Fact
+}
+
+// Read loads a row with its facts and the learner's addresses; nil when the row does not exist.
+func (l *Ledger) Read(ctx context.Context, k RowKey) (*Row, error) {
+	var (
+		h      *redis.MapStringStringCmd
+		facts  *redis.MapStringStringCmd
+		emails *redis.StringSliceCmd
+		email  *redis.StringCmd
+	)
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		h = p.HGetAll(ctx, l.rowKey(k))
+		facts = p.HGetAll(ctx, l.factsKey(k))
+		emails = p.SMembers(ctx, l.userEmailsKey(k.UserID))
+		email = p.HGet(ctx, l.userKey(k.UserID), "email")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read row %s: %w", k, err)
+	}
+	m := h.Val()
+	if len(m) == 0 {
+		return nil, nil
+	}
+	r := &Row{
+		Key: k, State: m["state"], Desired: m["desired"], EntityID: m["entity_id"],
+		OpenBadgeID: m["open_badge_id"], Reason: m["reason"], Email: email.Val(),
+	}
+	r.Version = atoi(m["version"])
+	r.SyncedVersion = atoi(m["synced_version"])
+	r.Generation = atoi(m["gen"])
+	r.Retries = int(atoi(m["retries"]))
+	r.AttemptAt = atoi(m["attempt_at"])
+	r.NextCheck = atoi(m["next_check"])
+	r.CreatedAt = atoi(m["created_at"])
+	r.UpdatedAt = atoi(m["updated_at"])
+	r.Emails = emails.Val()
+	sort.Strings(r.Emails)
+	for field, raw := range facts.Val() {
+		var f Fact
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			return nil, fmt.Errorf("read row %s: fact %s: %w", k, field, err)
+		}
+		r.Facts = append(r.Facts, f)
+	}
+	sort.Slice(r.Facts, func(i, j int) bool {
+		if r.Facts[i].Order != r.Facts[j].Order {
+			return r.Facts[i].Order < r.Facts[j].Order
+		}
+		return r.Facts[i].Field() < r.Facts[j].Field()
+	})
+	return r, nil
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// Lock takes the row's lock with a lease. The lock value is a fencing token from a global
+// counter, so every later write can prove it still holds the lease. ok is false when another job
+// holds it.
+func (l *Ledger) Lock(ctx context.Context, k RowKey, lease time.Duration) (token string, ok bool, err error) {
+	n, err := l.rdb.Incr(ctx, l.fenceKey()).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("lock row %s: %w", k, err)
+	}
+	token = strconv.FormatInt(n, 10)
+	ok, err = l.rdb.SetNX(ctx, l.lockKey(k), token, lease).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("lock row %s: %w", k, err)
+	}
+	return token, ok, nil
+}
+
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+
+// Renew extends the lease; ErrLockLost when the token no longer holds the lock. Call it before
+// every badge-host write, so a job whose lease ran out never writes to the host.
+func (l *Ledger) Renew(ctx context.Context, k RowKey, token string, lease time.Duration) error {
+	n, err := renewScript.Run(ctx, l.rdb, []string{l.lockKey(k)}, token, lease.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("renew lock of row %s: %w", k, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("row %s: %w", k, ErrLockLost)
+	}
+	return nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// Unlock releases the lock if the token still holds it.
+func (l *Ledger) Unlock(ctx context.Context, k RowKey, token string) error {
+	if err := unlockScript.Run(ctx, l.rdb, []string{l.lockKey(k)}, token).Err(); err != nil {
+		return fmt.Errorf("unlock row %s: %w", k, err)
+	}
+	return nil
+}
+
+// writeScript: every ledger write of a reconcile job checks the fencing token first.
+// ARGV: token, member, mode, seen version, next check ms, now ms, then field/value pairs.
+// mode "step" only writes fields; mode "final" also settles the owed mark: when the version is
+// still the one the job read, the mark moves to the next check (or goes); otherwise the row is
+// owed now and the caller queues a fresh job.
+var writeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+if #ARGV > 6 then redis.call('HSET', KEYS[2], unpack(ARGV, 7)) end
+if ARGV[3] ~= 'final' then return 1 end
+local v = redis.call('HGET', KEYS[2], 'version') or '0'
+if v ~= ARGV[4] then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+  return 2
+end
+redis.call('HSET', KEYS[2], 'synced_version', v, 'next_check', ARGV[5])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
+else
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
+return 1`)
+
+// Fields is a set of row fields to write.
+type Fields map[string]any
+
+func (f Fields) args() []any {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		out = append(out, k, f[k])
+	}
+	return out
+}
+
+// Step writes fields during a job, fenced by token.
+func (l *Ledger) Step(ctx context.Context, k RowKey, token string, f Fields) error {
+	_, err := l.write(ctx, k, token, "step", 0, 0, f)
+	return err
+}
+
+// Finish writes the job's outcome, fenced by token, and settles the owed mark: next (ms) is
+// when the row must be looked at again (0 = never). moved is true when the row changed since
+// the job read version seen; the row is then owed now and the caller must queue a fresh job.
+func (l *Ledger) Finish(ctx context.Context, k RowKey, token string, seen, next int64, f Fields) (moved bool, err error) {
+	n, err := l.write(ctx, k, token, "final", seen, next, f)
+	return n == 2, err
+}
+
+func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen, next int64, f Fields) (int, error) {
+	if f == nil {
+		f = Fields{}
+	}
+	f["updated_at"] = ms(l.opts.Now())
+	args := append([]any{token, k.String(), mode, seen, next, ms(l.opts.Now())}, f.args()...)
+	n, err := writeScript.Run(ctx, l.rdb, []string{l.lockKey(k), l.rowKey(k), l.owedKey()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("write row %s: %w", k, err)
+	}
+	switch n {
+	case -1:
+		return n, fmt.Errorf("write row %s: %w", k, ErrLockLost)
+	case -2:
+		// Erased while the job ran (admin erase): nothing to write.
+		return n, fmt.Errorf("write row %s: %w", k, ErrRowGone)
+	}
+	return n, nil
+}
+
+// ErrRowGone means the row was erased.
+var ErrRowGone = errors.New("row erased")
+
+var claimScript = redis.NewScript(`
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], m) end
+return due`)
+
+// ClaimDue takes up to limit rows whose reconcile is due at now and pushes their mark to
+// now+requeue, so one sweeper (of many replicas) queues each due row once per period. The mark
+// stays until a job that saw the latest version clears it: a lost job is re-queued next period.
+func (l *Ledger) ClaimDue(ctx context.Context, now time.Time, limit int, requeue time.Duration) ([]RowKey, error) {
+	res, err := claimScript.Run(ctx, l.rdb, []string{l.owedKey()}, ms(now), limit, ms(now.Add(requeue))).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("claim due rows: %w", err)
+	}
+	out := make([]RowKey, 0, len(res))
+	for _, s := range res {
+		k, err := ParseRowKey(s)
+		if err != nil {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Owed counts rows with a reconcile mark, and those due at now.
+func (l *Ledger) Owed(ctx context.Context, now time.Time) (total, due int64, err error) {
+	total, err = l.rdb.ZCard(ctx, l.owedKey()).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("count owed rows: %w", err)
+	}
+	due, err = l.rdb.ZCount(ctx, l.owedKey(), "-inf", strconv.FormatInt(ms(now), 10)).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("count owed rows: %w", err)
+	}
+	return total, due, nil
+}
