@@ -175,9 +175,11 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	if !ok {
 		return outcome{fields: f, next: timerAt}, nil
 	}
+	// issuedOn is the event time capped at now; a minute's margin keeps a host whose clock is
+	// behind ours from refusing it ("Only issuedOn dates in the past are acceptable").
 	issuedOn := time.UnixMicro(award.First)
-	if award.First == 0 || issuedOn.After(now) {
-		issuedOn = now
+	if limit := now.Add(-time.Minute); award.First == 0 || issuedOn.After(limit) {
+		issuedOn = limit
 	}
 	req := badgr.AwardRequest{
 		Email: row.Email, IssuedOn: issuedOn.UTC(), Narrative: award.Award.Narrative,

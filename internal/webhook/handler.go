@@ -76,8 +76,7 @@ func (h *Handler) handle(req *http.Request) (int, Answer) {
 	case errors.Is(err, edx.ErrUnsupportedMediaType):
 		return http.StatusUnsupportedMediaType, Answer{Message: err.Error()}
 	case errors.As(err, &unsupported):
-		return http.StatusOK, Answer{Status: queue.StatusIgnored, Reason: "unsupported event type " + unsupported.Type,
-			Message: "ignored: the bridge does not handle " + unsupported.Type}
+		return http.StatusOK, Answer{Status: queue.StatusIgnored, Reason: err.Error(), Message: "ignored: " + err.Error()}
 	case errors.As(err, &field):
 		return http.StatusBadRequest, Answer{Message: "malformed event: " + err.Error()}
 	case err != nil:

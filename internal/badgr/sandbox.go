@@ -1,0 +1,385 @@
+package badgr
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sandbox is an in-process fake of a Badgr v2 host, faithful to the behaviour the bridge depends
+// on (badgr-api.md section 13): the OAuth token endpoint with refresh rotation and login backoff,
+// Bearer authentication, the envelope and content negotiation, award with Badgr's duplicate check
+// (including its case caveat), cursor-paginated lists with Link headers, revoke and batch calls,
+// HTML 404 for unrouted paths, and no idempotency support. It serves development mode and other
+// packages' integration tests, which can also inject faults. Safe for concurrent use.
+type Sandbox struct {
+	mux *http.ServeMux
+	// now is the sandbox clock; tests in this package may replace it before use.
+	now func() time.Time
+
+	mu          sync.Mutex
+	opts        SandboxOptions
+	baseURL     string
+	classes     map[string]*sbClass
+	classOrder  []string
+	assertions  map[string][]*sbAssertion // per badge class, oldest first
+	byID        map[string]*sbAssertion
+	lastCreated time.Time
+	access      map[string]*sbAccess
+	refresh     map[string]*sbRefresh
+	issued      []string // every token handed out, for tests that scan logs for them
+	requests    map[string]int
+	grants      map[string]int
+	backoff     map[string]*sbBackoff
+
+	failN          int
+	failStatus     int
+	failRetryAfter time.Duration
+	awardDelay     time.Duration
+	latency        time.Duration
+	outage         bool
+	throttleUntil  time.Time
+	throttlePeriod time.Duration
+
+	issuerID, userID string
+}
+
+// SandboxOptions configures a Sandbox.
+type SandboxOptions struct {
+	Username, Password string
+	ClientID           string // default "public"
+	// ClientSecret, when set, is required from clients (confidential application); when empty any
+	// secret is accepted.
+	ClientSecret string
+	BadgeClasses []string
+	TokenTTL     time.Duration // default 24h
+	// BaseURL builds openBadgeId links; may be set after listening with SetBaseURL. When empty the
+	// links use the request's host.
+	BaseURL string
+}
+
+type sbClass struct {
+	id        string
+	createdAt time.Time
+}
+
+type sbAssertion struct {
+	entityID         string
+	openBadgeID      string
+	badgeClass       string
+	identity         string // stored form: lowercased for e-mail
+	recipientType    string
+	hashed           bool
+	salt             string
+	createdAt        time.Time
+	issuedOn         time.Time
+	expires          *time.Time
+	narrative        *string
+	evidence         []sbEvidence
+	revoked          bool
+	revocationReason string
+}
+
+type sbEvidence struct {
+	URL       string `json:"url,omitempty"`
+	Narrative string `json:"narrative,omitempty"`
+}
+
+// NewSandbox returns a Sandbox holding the given badge classes and no assertions.
+func NewSandbox(o SandboxOptions) *Sandbox {
+	if o.ClientID == "" {
+		o.ClientID = "public"
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 24 * time.Hour
+	}
+	s := &Sandbox{
+		now:        time.Now,
+		opts:       o,
+		baseURL:    strings.TrimRight(o.BaseURL, "/"),
+		classes:    map[string]*sbClass{},
+		assertions: map[string][]*sbAssertion{},
+		byID:       map[string]*sbAssertion{},
+		access:     map[string]*sbAccess{},
+		refresh:    map[string]*sbRefresh{},
+		requests:   map[string]int{},
+		grants:     map[string]int{},
+		backoff:    map[string]*sbBackoff{},
+		issuerID:   entityID(),
+		userID:     entityID(),
+	}
+	for _, id := range o.BadgeClasses {
+		s.AddBadgeClass(id)
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /o/token", s.handleToken)
+	s.mux.HandleFunc("POST /o/token/", s.handleToken)
+	s.mux.HandleFunc("GET /v2/issuers", s.handleIssuers)
+	s.mux.HandleFunc("GET /v2/badgeclasses/{id}", s.handleBadgeClass)
+	s.mux.HandleFunc("GET /v2/badgeclasses/{id}/assertions", s.handleList)
+	s.mux.HandleFunc("POST /v2/badgeclasses/{id}/assertions", s.handleAward)
+	s.mux.HandleFunc("POST /v2/badgeclasses/{id}/issue", s.handleBatchAward)
+	s.mux.HandleFunc("GET /v2/assertions/{id}", s.handleAssertion)
+	s.mux.HandleFunc("DELETE /v2/assertions/{id}", s.handleRevoke)
+	s.mux.HandleFunc("POST /v2/assertions/revoke", s.handleBatchRevoke)
+	s.mux.HandleFunc("GET /public/assertions/{id}", s.handlePublicAssertion)
+	return s
+}
+
+// AddBadgeClass makes a badge class with this entityId exist (idempotent).
+func (s *Sandbox) AddBadgeClass(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.classes[id]; ok {
+		return
+	}
+	s.classes[id] = &sbClass{id: id, createdAt: s.now().UTC()}
+	s.classOrder = append(s.classOrder, id)
+}
+
+// SetBaseURL sets the base of openBadgeId links, e.g. once the listener's address is known.
+func (s *Sandbox) SetBaseURL(u string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.baseURL = strings.TrimRight(u, "/")
+}
+
+// Assertions returns every assertion of badgeClass, revoked ones included, oldest first.
+func (s *Sandbox) Assertions(badgeClass string) []Assertion {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.assertions[badgeClass]
+	out := make([]Assertion, 0, len(list))
+	for _, a := range list {
+		out = append(out, a.assertion())
+	}
+	return out
+}
+
+// Requests returns how many requests each route received, keyed "METHOD /route-pattern" (e.g.
+// "POST /v2/badgeclasses/{id}/assertions", "POST /o/token"); unrouted ones count under
+// "METHOD (unrouted)". Every request that reached the sandbox counts, faults included.
+func (s *Sandbox) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.requests)
+}
+
+// TokenGrants returns how many token requests of each grant type the sandbox answered with a
+// token (e.g. "password", "refresh_token", "client_credentials").
+func (s *Sandbox) TokenGrants() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.grants)
+}
+
+// ExpireTokens makes every access token issued so far answer 401 (refresh tokens stay valid).
+func (s *Sandbox) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.access {
+		a.expires = time.Time{}
+	}
+}
+
+// FailNext makes the next n issuing-API requests (/v2/…) answer status (500, 502, 503, 429…)
+// with the body such a failure has; 429 comes without Retry-After, as from DRF throttling.
+func (s *Sandbox) FailNext(n int, status int) { s.FailNextWithRetryAfter(n, status, 0) }
+
+// FailNextWithRetryAfter is FailNext with a Retry-After header (whole seconds, rounded up).
+func (s *Sandbox) FailNextWithRetryAfter(n int, status int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failStatus, s.failRetryAfter = n, status, retryAfter
+}
+
+// SetAwardDelay makes an award create the assertion and then wait d before answering, so a
+// client that times out meanwhile sees a timeout although the assertion exists.
+func (s *Sandbox) SetAwardDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.awardDelay = d
+}
+
+// SetOutage makes every request, token and API, answer 503 while on.
+func (s *Sandbox) SetOutage(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outage = on
+}
+
+// ThrottleLogins makes /o/token answer 429 "login attempts throttled" with expires = d (whole
+// seconds, rounded up) for the next d, as Badgr's login backoff does.
+func (s *Sandbox) ThrottleLogins(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.throttleUntil = s.now().Add(d)
+	s.throttlePeriod = d
+}
+
+// SetLatency makes every request wait d before it is handled.
+func (s *Sandbox) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, pattern := s.mux.Handler(r)
+	route := strings.TrimSuffix(pattern, "/")
+	if pattern == "" {
+		route = r.Method + " (unrouted)"
+	}
+	s.mu.Lock()
+	s.requests[route]++
+	latency, outage := s.latency, s.outage
+	s.mu.Unlock()
+
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	if outage {
+		writeHTML(w, http.StatusServiceUnavailable, "503 Service Temporarily Unavailable")
+		return
+	}
+	if pattern == "" {
+		// Django's error404 page, not the envelope.
+		writeHTML(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v2/") {
+		s.mu.Lock()
+		fail := s.failN > 0
+		status, retryAfter := s.failStatus, s.failRetryAfter
+		if fail {
+			s.failN--
+		}
+		s.mu.Unlock()
+		if fail {
+			s.writeFault(w, r, status, retryAfter)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// writeFault answers an injected failure the way the failing component would.
+func (s *Sandbox) writeFault(w http.ResponseWriter, r *http.Request, status int, retryAfter time.Duration) {
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int64(math.Ceil(retryAfter.Seconds()))))
+	}
+	switch status {
+	case http.StatusInternalServerError:
+		// Django's plain server error page.
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("<h1>Server Error (500)</h1>"))
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		// A reverse proxy in front of the application.
+		writeHTML(w, status, fmt.Sprintf("%d %s", status, http.StatusText(status)))
+	case http.StatusTooManyRequests:
+		// DRF throttling through Badgr's exception handler: the detail lands in fieldErrors.
+		s.writeError(w, r, status, "miscellaneous error", "Request was throttled.", nil)
+	default:
+		s.writeError(w, r, status, "miscellaneous error", http.StatusText(status), nil)
+	}
+}
+
+// contentType is Badgr's negotiation: JSON-LD unless the client asks for plain JSON.
+func contentType(r *http.Request) string {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			if mediaType(part) == "application/json" {
+				return "application/json"
+			}
+		}
+	}
+	return "application/ld+json"
+}
+
+func (s *Sandbox) writeResult(w http.ResponseWriter, r *http.Request, status int, description string, result any) {
+	writeJSON(w, contentType(r), status, map[string]any{
+		"status": map[string]any{"success": true, "description": description},
+		"result": result,
+	})
+}
+
+func (s *Sandbox) writeError(w http.ResponseWriter, r *http.Request, status int, description string, fieldErrors any, validationErrors []string) {
+	if fieldErrors == nil {
+		fieldErrors = map[string]any{}
+	}
+	if validationErrors == nil {
+		validationErrors = []string{}
+	}
+	writeJSON(w, contentType(r), status, map[string]any{
+		"status":           map[string]any{"success": false, "description": description},
+		"result":           []any{},
+		"fieldErrors":      fieldErrors,
+		"validationErrors": validationErrors,
+	})
+}
+
+const (
+	descNoAuth   = "no valid auth token found"
+	descNotFound = "entity not found or insufficient privileges"
+	descBad      = "bad request"
+)
+
+func (s *Sandbox) writeNotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, http.StatusNotFound, descNotFound, nil, nil)
+}
+
+func writeJSON(w http.ResponseWriter, contentType string, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeHTML(w http.ResponseWriter, status int, title string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "<!doctype html>\n<html lang=\"en\">\n<head><title>%s</title></head>\n<body><h1>%s</h1></body>\n</html>\n", title, title)
+}
+
+// entityID is Badgr's identifier: a random 128-bit value, URL-safe base64 without padding (22
+// characters).
+func entityID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// requestBase is the scheme and host the client used, for links when no base URL is set.
+func requestBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (s *Sandbox) linkBase(r *http.Request) string {
+	if s.baseURL != "" {
+		return s.baseURL
+	}
+	return requestBase(r)
+}

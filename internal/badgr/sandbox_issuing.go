@@ -1,0 +1,705 @@
+package badgr
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	msgDuplicate      = "A previous award of this badge already exists for this recipient."
+	msgMultipleClass  = "Multiple badge class identifiers. Exactly one of the following badge class identifiers are allowed: badgeclass, badgeclassName, or badgeclassOpenBadgeId"
+	msgRequired       = "This field is required."
+	msgFutureIssuedOn = "Only issuedOn dates in the past are acceptable."
+	msgBadEmail       = "Enter a valid email address."
+	msgBadURL         = "Enter a valid URL."
+	msgEvidence       = "Either url or narrative is required"
+	msgAlreadyRevoked = "Assertion is already revoked"
+	sbMaxPage         = 500
+	sbDefaultPage     = 100
+)
+
+// sbEmail is close to Django's EmailValidator: a local part, "@", a dotted domain.
+var sbEmail = regexp.MustCompile(`^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$`)
+
+// --- badge classes and issuers ---
+
+func (s *Sandbox) handleIssuers(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	s.mu.Lock()
+	base := s.linkBase(r)
+	s.mu.Unlock()
+	s.writeResult(w, r, http.StatusOK, "ok", []any{map[string]any{
+		"entityType": "Issuer", "entityId": s.issuerID, "openBadgeId": base + "/public/issuers/" + s.issuerID,
+		"name": "Badge Bridge Sandbox", "email": "issuer@sandbox.invalid", "url": base, "description": "In-process fake badge host",
+	}})
+}
+
+func (s *Sandbox) handleBadgeClass(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	s.mu.Lock()
+	c, ok := s.classes[r.PathValue("id")]
+	base := s.linkBase(r)
+	s.mu.Unlock()
+	if !ok {
+		s.writeNotFound(w, r)
+		return
+	}
+	s.writeResult(w, r, http.StatusOK, "ok", []any{map[string]any{
+		"entityType": "BadgeClass", "entityId": c.id, "openBadgeId": base + "/public/badges/" + c.id,
+		"createdAt": formatMicros(c.createdAt), "createdBy": s.userID,
+		"issuer": s.issuerID, "issuerOpenBadgeId": base + "/public/issuers/" + s.issuerID,
+		"name": "Sandbox badge " + c.id, "image": base + "/public/badges/" + c.id + "/image",
+		"description": "A badge class of the sandbox badge host", "criteriaUrl": nil, "criteriaNarrative": "",
+		"alignments": []any{}, "tags": []any{}, "expires": nil, "extensions": map[string]any{},
+	}})
+}
+
+// --- award ---
+
+// sbAwardInput is one award as sent; pointers tell "absent" from "empty".
+type sbAwardInput struct {
+	Recipient *struct {
+		Identity *string `json:"identity"`
+		Type     string  `json:"type"`
+		Hashed   *bool   `json:"hashed"`
+	} `json:"recipient"`
+	IssuedOn             *string      `json:"issuedOn"`
+	Narrative            *string      `json:"narrative"`
+	Evidence             []sbEvidence `json:"evidence"`
+	Expires              *string      `json:"expires"`
+	AllowDuplicateAwards *bool        `json:"allowDuplicateAwards"`
+	// Badgr also reads notify (bool or "on"/"off") and extensions; the sandbox sends no e-mail.
+}
+
+// sbValidated is an award that passed field validation.
+type sbValidated struct {
+	identity      string // as sent
+	recipientType string
+	hashed        bool
+	issuedOn      time.Time
+	narrative     *string
+	evidence      []sbEvidence
+	expires       *time.Time
+	allowDup      bool
+}
+
+func (s *Sandbox) handleAward(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	classID := r.PathValue("id")
+	if !s.classExists(classID) {
+		s.writeNotFound(w, r)
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{"JSON parse error - " + err.Error()})
+		return
+	}
+	for _, k := range []string{"badgeclass", "badgeclassOpenBadgeId", "badgeclassName"} {
+		if _, ok := keys[k]; ok {
+			s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{msgMultipleClass})
+			return
+		}
+	}
+	var in sbAwardInput
+	if err := json.Unmarshal(raw, &in); err != nil {
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{"JSON parse error - " + err.Error()})
+		return
+	}
+
+	s.mu.Lock()
+	now := s.now()
+	v, fieldErrs := validateAward(&in, now)
+	if fieldErrs == nil && !v.allowDup && s.hasActiveAward(classID, v.identity, now) {
+		s.mu.Unlock()
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{msgDuplicate})
+		return
+	}
+	if fieldErrs != nil {
+		s.mu.Unlock()
+		s.writeError(w, r, http.StatusBadRequest, descBad, fieldErrs, nil)
+		return
+	}
+	a := s.create(classID, v, now, s.linkBase(r))
+	out := s.assertionJSON(a)
+	delay := s.awardDelay
+	s.mu.Unlock()
+
+	if delay > 0 {
+		// The assertion is committed; the answer is late (a slow image bake, a slow proxy).
+		t := time.NewTimer(delay)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	s.writeResult(w, r, http.StatusCreated, "ok", []any{out})
+}
+
+// validateAward checks fields the way BadgeInstanceSerializerV2 does; fieldErrors is nil when
+// the award is valid.
+func validateAward(in *sbAwardInput, now time.Time) (sbValidated, map[string]any) {
+	v := sbValidated{allowDup: true, narrative: in.Narrative, evidence: in.Evidence}
+	errs := map[string]any{}
+	if in.AllowDuplicateAwards != nil {
+		v.allowDup = *in.AllowDuplicateAwards
+	}
+	switch {
+	case in.Recipient == nil:
+		errs["recipient"] = []string{msgRequired}
+	case in.Recipient.Identity == nil || *in.Recipient.Identity == "":
+		errs["recipient"] = map[string]any{"identity": []string{msgRequired}}
+	default:
+		v.identity = *in.Recipient.Identity
+		v.recipientType = in.Recipient.Type
+		if v.recipientType == "" {
+			v.recipientType = "email"
+		}
+		switch v.recipientType {
+		case "email":
+			if !sbEmail.MatchString(v.identity) {
+				errs["recipient"] = map[string]any{"non_field_errors": []string{msgBadEmail}}
+			}
+			v.hashed = true
+		case "telephone":
+			v.hashed = true
+		case "url", "openBadgeId":
+			if u, err := url.Parse(v.identity); err != nil || u.Scheme == "" || u.Host == "" {
+				errs["recipient"] = map[string]any{"non_field_errors": []string{msgBadURL}}
+			}
+		default:
+			errs["recipient"] = map[string]any{"type": []string{fmt.Sprintf("%q is not a valid choice.", v.recipientType)}}
+		}
+		if in.Recipient.Hashed != nil {
+			v.hashed = *in.Recipient.Hashed
+		}
+	}
+	v.issuedOn = now
+	if in.IssuedOn != nil && *in.IssuedOn != "" {
+		t := parseTime(*in.IssuedOn)
+		switch {
+		case t.IsZero():
+			errs["issuedOn"] = []string{"Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."}
+		case t.After(now):
+			errs["issuedOn"] = []string{msgFutureIssuedOn}
+		case t.Year() < 1583:
+			errs["issuedOn"] = []string{"Only issuedOn dates after 1583 are accepted."}
+		default:
+			v.issuedOn = t
+		}
+	}
+	if in.Expires != nil && *in.Expires != "" {
+		t := parseTime(*in.Expires)
+		if t.IsZero() {
+			errs["expires"] = []string{"Datetime has wrong format."}
+		} else {
+			v.expires = &t
+		}
+	}
+	var evErrs []any
+	bad := false
+	for _, e := range in.Evidence {
+		if e.URL == "" && e.Narrative == "" {
+			evErrs = append(evErrs, map[string]any{"non_field_errors": []string{msgEvidence}})
+			bad = true
+		} else {
+			evErrs = append(evErrs, map[string]any{})
+		}
+	}
+	if bad {
+		errs["evidence"] = evErrs
+	}
+	if len(errs) > 0 {
+		return v, errs
+	}
+	return v, nil
+}
+
+// hasActiveAward is Badgr's duplicate check: an unrevoked, unexpired assertion of the class whose
+// stored identifier equals the identity as sent, before lowercasing. That is the case caveat: an
+// upper-case e-mail never matches. Called with s.mu held.
+func (s *Sandbox) hasActiveAward(classID, identitySent string, now time.Time) bool {
+	for _, a := range s.assertions[classID] {
+		if a.identity == identitySent && !a.revoked && (a.expires == nil || a.expires.After(now)) {
+			return true
+		}
+	}
+	return false
+}
+
+// create stores a new assertion. Called with s.mu held.
+func (s *Sandbox) create(classID string, v sbValidated, now time.Time, base string) *sbAssertion {
+	identity := v.identity
+	if v.recipientType == "email" {
+		identity = strings.ToLower(identity)
+	}
+	// createdAt orders lists and is the cursor position: keep it strictly increasing.
+	created := now.UTC().Truncate(time.Microsecond)
+	if !created.After(s.lastCreated) {
+		created = s.lastCreated.Add(time.Microsecond)
+	}
+	s.lastCreated = created
+	a := &sbAssertion{
+		entityID:      entityID(),
+		badgeClass:    classID,
+		identity:      identity,
+		recipientType: v.recipientType,
+		hashed:        v.hashed,
+		createdAt:     created,
+		issuedOn:      v.issuedOn.UTC(),
+		expires:       v.expires,
+		narrative:     v.narrative,
+		evidence:      v.evidence,
+	}
+	a.openBadgeID = base + "/public/assertions/" + a.entityID
+	if a.hashed {
+		a.salt = randomHex(16)
+	}
+	s.assertions[classID] = append(s.assertions[classID], a)
+	s.byID[a.entityID] = a
+	return a
+}
+
+// hashIdentity is Badgr's generate_sha256_hashstring.
+func hashIdentity(identity, salt string) string {
+	sum := sha256.Sum256([]byte(identity + salt))
+	return "sha256$" + hex.EncodeToString(sum[:])
+}
+
+// assertionJSON renders an assertion as BadgeInstanceSerializerV2 does. Called with s.mu held.
+func (s *Sandbox) assertionJSON(a *sbAssertion) map[string]any {
+	base, _, _ := strings.Cut(a.openBadgeID, "/public/assertions/")
+	recipient := map[string]any{
+		"identity": a.identity, "hashed": a.hashed, "type": a.recipientType, "plaintextIdentity": a.identity,
+	}
+	if a.hashed {
+		recipient["identity"] = hashIdentity(a.identity, a.salt)
+		recipient["salt"] = a.salt
+	}
+	evidence := []any{}
+	for _, e := range a.evidence {
+		evidence = append(evidence, e)
+	}
+	var expires, reason any
+	if a.expires != nil {
+		expires = formatISO(*a.expires)
+	}
+	if a.revoked {
+		reason = a.revocationReason
+	}
+	return map[string]any{
+		"entityType":            "Assertion",
+		"entityId":              a.entityID,
+		"openBadgeId":           a.openBadgeID,
+		"createdAt":             formatMicros(a.createdAt),
+		"createdBy":             s.userID,
+		"badgeclass":            a.badgeClass,
+		"badgeclassOpenBadgeId": base + "/public/badges/" + a.badgeClass,
+		"issuer":                s.issuerID,
+		"issuerOpenBadgeId":     base + "/public/issuers/" + s.issuerID,
+		"image":                 a.openBadgeID + "/image",
+		"recipient":             recipient,
+		"issuedOn":              formatISO(a.issuedOn),
+		"narrative":             a.narrative,
+		"evidence":              evidence,
+		"revoked":               a.revoked,
+		"revocationReason":      reason,
+		"acceptance":            "Unaccepted",
+		"expires":               expires,
+		"extensions":            map[string]any{},
+	}
+}
+
+// assertion is the client-side view of a stored assertion. Called with s.mu held.
+func (a *sbAssertion) assertion() Assertion {
+	out := Assertion{
+		EntityID: a.entityID, OpenBadgeID: a.openBadgeID, BadgeClass: a.badgeClass, Recipient: a.identity,
+		CreatedAt: a.createdAt, IssuedOn: a.issuedOn, Revoked: a.revoked, RevocationReason: a.revocationReason,
+	}
+	if a.expires != nil {
+		t := *a.expires
+		out.Expires = &t
+	}
+	return out
+}
+
+// formatMicros is Django REST framework's datetime rendering with microseconds, in UTC with Z.
+func formatMicros(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+
+// formatISO drops a zero fraction, as DRF does.
+func formatISO(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05Z")
+	}
+	return formatMicros(t)
+}
+
+func (s *Sandbox) classExists(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.classes[id]
+	return ok
+}
+
+// --- batch award ---
+
+func (s *Sandbox) handleBatchAward(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	classID := r.PathValue("id")
+	if !s.classExists(classID) {
+		s.writeNotFound(w, r)
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		return
+	}
+	var body struct {
+		Assertions []json.RawMessage `json:"assertions"`
+	}
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' || json.Unmarshal(raw, &body) != nil {
+		// A bare array (what the API docs suggest) gets a 400 with an empty body.
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	now := s.now()
+	items := make([]sbValidated, len(body.Assertions))
+	perItem := make([]any, len(body.Assertions))
+	invalid := false
+	for i, rawItem := range body.Assertions {
+		var in sbAwardInput
+		var errs map[string]any
+		if err := json.Unmarshal(rawItem, &in); err != nil {
+			errs = map[string]any{"non_field_errors": []string{"Invalid data."}}
+		} else {
+			items[i], errs = validateAward(&in, now)
+			if errs == nil && !items[i].allowDup && s.hasActiveAward(classID, items[i].identity, now) {
+				errs = map[string]any{"non_field_errors": []string{msgDuplicate}}
+			}
+		}
+		if errs == nil {
+			perItem[i] = map[string]any{}
+		} else {
+			perItem[i] = errs
+			invalid = true
+		}
+	}
+	if invalid {
+		s.mu.Unlock()
+		s.writeError(w, r, http.StatusBadRequest, descBad, perItem, nil)
+		return
+	}
+	out := make([]any, 0, len(items))
+	base := s.linkBase(r)
+	for _, v := range items {
+		out = append(out, s.assertionJSON(s.create(classID, v, now, base)))
+	}
+	s.mu.Unlock()
+	s.writeResult(w, r, http.StatusCreated, "ok", out)
+}
+
+// --- list ---
+
+// sbCursor is the opaque pagination position: the createdAt (µs) of the page edge, and whether
+// the page lies before it (newer, rel="prev") rather than after it.
+type sbCursor struct {
+	Pos     int64 `json:"p"`
+	Reverse bool  `json:"r,omitempty"`
+}
+
+func (c sbCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (sbCursor, bool) {
+	var c sbCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return c, false
+	}
+	return c, true
+}
+
+func truthy(v string) bool { return v == "1" || strings.EqualFold(v, "true") }
+
+func (s *Sandbox) handleList(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	classID := r.PathValue("id")
+	q := r.URL.Query()
+	recipients := q["recipient"]
+	includeExpired, includeRevoked := truthy(q.Get("include_expired")), truthy(q.Get("include_revoked"))
+
+	s.mu.Lock()
+	if _, ok := s.classes[classID]; !ok {
+		s.mu.Unlock()
+		s.writeNotFound(w, r)
+		return
+	}
+	now := s.now()
+	// Newest first (-created_at).
+	var matched []*sbAssertion
+	all := s.assertions[classID]
+	for i := len(all) - 1; i >= 0; i-- {
+		a := all[i]
+		switch {
+		case len(recipients) > 0 && !slices.Contains(recipients, a.identity):
+		case a.revoked && !includeRevoked:
+		case a.expires != nil && !a.expires.After(now) && !includeExpired:
+		default:
+			matched = append(matched, a)
+		}
+	}
+	numParam, paged := q["num"]
+	if !paged {
+		out := make([]any, 0, len(matched))
+		for _, a := range matched {
+			out = append(out, s.assertionJSON(a))
+		}
+		s.mu.Unlock()
+		s.writeResult(w, r, http.StatusOK, "ok", out)
+		return
+	}
+
+	num, err := strconv.Atoi(numParam[0])
+	if err != nil || num < 1 {
+		num = sbDefaultPage
+	}
+	num = min(num, sbMaxPage)
+	var cur sbCursor
+	hasCursor := q.Get("cursor") != ""
+	if hasCursor {
+		var ok bool
+		if cur, ok = decodeCursor(q.Get("cursor")); !ok {
+			s.mu.Unlock()
+			s.writeError(w, r, http.StatusNotFound, descNotFound, nil, []string{"Invalid cursor"})
+			return
+		}
+	}
+	start, end := 0, len(matched)
+	if hasCursor {
+		// matched is ordered newest first; find the edge.
+		edge := sort0(matched, cur.Pos) // first index with createdAt older than Pos
+		if cur.Reverse {
+			// The num entries newer than Pos, i.e. just before the edge (excluding Pos itself).
+			stop := edge
+			if stop > 0 && matched[stop-1].createdAt.UnixMicro() == cur.Pos {
+				stop--
+			}
+			start, end = max(0, stop-num), stop
+		} else {
+			start, end = edge, min(edge+num, len(matched))
+		}
+	} else {
+		end = min(num, len(matched))
+	}
+	page := matched[start:end]
+	out := make([]any, 0, len(page))
+	for _, a := range page {
+		out = append(out, s.assertionJSON(a))
+	}
+	var links []string
+	self := requestBase(r) + r.URL.Path
+	if end < len(matched) && len(page) > 0 {
+		links = append(links, fmt.Sprintf(`<%s>; rel="next"`, pageURL(self, q, sbCursor{Pos: page[len(page)-1].createdAt.UnixMicro()})))
+	}
+	if start > 0 && len(page) > 0 {
+		links = append(links, fmt.Sprintf(`<%s>; rel="prev"`, pageURL(self, q, sbCursor{Pos: page[0].createdAt.UnixMicro(), Reverse: true})))
+	}
+	s.mu.Unlock()
+	if len(links) > 0 {
+		w.Header().Set("Link", strings.Join(links, ", "))
+	}
+	s.writeResult(w, r, http.StatusOK, "ok", out)
+}
+
+// sort0 returns the index of the first assertion (newest-first order) created strictly before
+// pos (µs).
+func sort0(newestFirst []*sbAssertion, pos int64) int {
+	i, _ := slices.BinarySearchFunc(newestFirst, pos, func(a *sbAssertion, p int64) int {
+		// Ascending in "age": entries newer than or at p come first.
+		if a.createdAt.UnixMicro() >= p {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+func pageURL(self string, q url.Values, c sbCursor) string {
+	q2 := url.Values{}
+	for k, v := range q {
+		q2[k] = slices.Clone(v)
+	}
+	q2.Set("cursor", c.encode())
+	return self + "?" + q2.Encode()
+}
+
+// --- single assertion, revoke ---
+
+func (s *Sandbox) handleAssertion(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	s.mu.Lock()
+	a, ok := s.byID[r.PathValue("id")]
+	var out map[string]any
+	if ok {
+		out = s.assertionJSON(a)
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.writeNotFound(w, r)
+		return
+	}
+	s.writeResult(w, r, http.StatusOK, "ok", []any{out})
+}
+
+func (s *Sandbox) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return
+	}
+	var body struct {
+		Reason *string `json:"revocation_reason"`
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &body); err != nil {
+			s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{"JSON parse error - " + err.Error()})
+			return
+		}
+	}
+	s.mu.Lock()
+	a, ok := s.byID[r.PathValue("id")]
+	switch {
+	case !ok:
+		s.mu.Unlock()
+		s.writeNotFound(w, r)
+	case body.Reason == nil || *body.Reason == "":
+		s.mu.Unlock()
+		// A bare string, not a list (BadgeInstanceDetail.delete).
+		s.writeError(w, r, http.StatusBadRequest, descBad, map[string]any{"revocation_reason": "This field is required"}, nil)
+	case a.revoked:
+		s.mu.Unlock()
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{msgAlreadyRevoked})
+	default:
+		a.revoked, a.revocationReason = true, *body.Reason
+		out := s.assertionJSON(a)
+		s.mu.Unlock()
+		s.writeResult(w, r, http.StatusOK, "ok", []any{out})
+	}
+}
+
+func (s *Sandbox) handleBatchRevoke(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		return
+	}
+	var items []struct {
+		EntityID         string `json:"entityId"`
+		RevocationReason string `json:"revocationReason"`
+	}
+	if err := json.Unmarshal(raw, &items); err != nil {
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{"JSON parse error - " + err.Error()})
+		return
+	}
+	s.mu.Lock()
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		res := map[string]any{"revoked": false, "entityId": it.EntityID, "revocationReason": it.RevocationReason}
+		a, ok := s.byID[it.EntityID]
+		switch {
+		case it.EntityID == "":
+			res["reason"] = "entityId is required"
+		case it.RevocationReason == "":
+			res["reason"] = "revocationReason is required"
+		case !ok:
+			res["reason"] = "permission denied or object not found"
+		case a.revoked:
+			res["reason"] = msgAlreadyRevoked
+		default:
+			a.revoked, a.revocationReason = true, it.RevocationReason
+			res["revoked"] = true
+		}
+		out = append(out, res)
+	}
+	s.mu.Unlock()
+	s.writeResult(w, r, http.StatusOK, "revoked badges", out)
+}
+
+// handlePublicAssertion serves the hosted Open Badges 2.0 assertion (no authentication), so the
+// openBadgeId links the sandbox hands out resolve in development mode.
+func (s *Sandbox) handlePublicAssertion(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimSuffix(r.PathValue("id"), ".json")
+	s.mu.Lock()
+	a, ok := s.byID[id]
+	var out map[string]any
+	if ok {
+		base, _, _ := strings.Cut(a.openBadgeID, "/public/assertions/")
+		out = map[string]any{
+			"@context": "https://w3id.org/openbadges/v2", "type": "Assertion", "id": a.openBadgeID,
+		}
+		if a.revoked {
+			// Badgr answers 200 (not the 410 the specification recommends).
+			out["revoked"] = true
+			out["revocationReason"] = a.revocationReason
+		} else {
+			out["badge"] = base + "/public/badges/" + a.badgeClass
+			out["image"] = a.openBadgeID + "/image"
+			out["verification"] = map[string]any{"type": "HostedBadge"}
+			out["issuedOn"] = a.issuedOn.Format("2006-01-02T15:04:05.999999-07:00")
+			out["recipient"] = map[string]any{"type": a.recipientType, "hashed": a.hashed, "identity": a.identity}
+			if a.hashed {
+				out["recipient"] = map[string]any{"type": a.recipientType, "hashed": true, "salt": a.salt, "identity": hashIdentity(a.identity, a.salt)}
+			}
+			if a.narrative != nil {
+				out["narrative"] = *a.narrative
+			}
+			if a.expires != nil {
+				out["expires"] = a.expires.Format("2006-01-02T15:04:05.999999-07:00")
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeHTML(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(w, contentType(r), http.StatusOK, out)
+}

@@ -1,0 +1,89 @@
+package edx
+
+import (
+	"slices"
+	"strings"
+	"sync"
+)
+
+// metadataFields are the EventsMetadata fields as EventsMetadata.to_json_data() names them.
+var metadataFields = []string{"event_type", "id", "minorversion", "source", "sourcehost", "time", "sourcelib"}
+
+const metadataKey = "event_metadata"
+
+// fieldPaths lists the dotted paths of the leaf fields an event of this type may carry: the
+// metadata and, for a type with an embedded schema, every payload field the schema defines.
+// The schemas are the single source, so a flattened body is read exactly as the Avro one.
+func fieldPaths(eventType string) []string {
+	var paths []string
+	for _, f := range metadataFields {
+		paths = append(paths, metadataKey+"."+f)
+	}
+	if s, err := schemaFor(eventType); err == nil {
+		paths = appendLeafPaths(paths, s, "", nil)
+	}
+	return paths
+}
+
+// appendLeafPaths walks records (also inside unions such as ["null", "UserData"]) down to
+// their non-record fields. onStack stops a recursive schema.
+func appendLeafPaths(paths []string, s *avroSchema, prefix string, onStack []*avroSchema) []string {
+	switch s.kind {
+	case avroRecord:
+		if slices.Contains(onStack, s) {
+			return paths
+		}
+		onStack = append(onStack, s)
+		for _, f := range s.fields {
+			paths = appendLeafPaths(paths, f.typ, joinPath(prefix, f.name), onStack)
+		}
+		return paths
+	case avroUnion:
+		var leaf bool
+		for _, b := range s.branches {
+			if b.kind == avroRecord {
+				paths = appendLeafPaths(paths, b, prefix, onStack)
+			} else {
+				leaf = true
+			}
+		}
+		if leaf && !slices.Contains(paths, prefix) {
+			paths = append(paths, prefix)
+		}
+		return paths
+	}
+	return append(paths, prefix)
+}
+
+// flatKey is how webhook plugins flatten a field path: the names joined with "_".
+func flatKey(path string) string { return strings.ReplaceAll(path, ".", "_") }
+
+var flatIndexes sync.Map // event type → map[flat key]path
+
+// flatIndex maps the flattened keys of an event type to their field paths. Keys are matched
+// whole against this index, never split on "_", because field names contain "_" themselves
+// (course_passing_status_course_ccx_course_key). A key two paths would share is left out
+// rather than guessed.
+func flatIndex(eventType string) map[string]string {
+	if idx, ok := flatIndexes.Load(eventType); ok {
+		return idx.(map[string]string)
+	}
+	idx := map[string]string{}
+	ambiguous := map[string]bool{}
+	for _, p := range fieldPaths(eventType) {
+		k := flatKey(p)
+		if _, dup := idx[k]; dup {
+			ambiguous[k] = true
+		}
+		idx[k] = p
+	}
+	for k := range ambiguous {
+		delete(idx, k)
+	}
+	// Only types with a schema are cached: they are few, while an unknown type is whatever
+	// a sender wrote and must not grow the cache.
+	if _, err := schemaFor(eventType); err == nil {
+		flatIndexes.Store(eventType, idx)
+	}
+	return idx
+}

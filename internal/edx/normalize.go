@@ -1,0 +1,195 @@
+package edx
+
+import (
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Payload keys: the one top-level payload field of each kind (openedx-events signals.py).
+const (
+	certificateKey = "certificate"
+	passingKey     = "course_passing_status"
+)
+
+func payloadKey(k Kind) string {
+	if k == KindPassing {
+		return passingKey
+	}
+	return certificateKey
+}
+
+// maxEventIDLen bounds the event id, which the ledger stores as a de-duplication key. Open edX
+// sends 36-character UUIDs.
+const maxEventIDLen = 200
+
+// normalize validates a document and turns it into an Event. Only the event type, the user id
+// and e-mail, the course key, and current_status or is_passing are required; every other field
+// may be missing, because senders differ in what they forward.
+func normalize(d document, received time.Time) (Event, error) {
+	typ, err := d.eventType()
+	if err != nil {
+		return Event{}, err
+	}
+	kind, ok := KindOf(typ)
+	if !ok {
+		return Event{}, &UnsupportedTypeError{Type: typ}
+	}
+	ev := Event{Type: typ, Kind: kind}
+
+	if ev.ID, err = d.eventID(); err != nil {
+		return Event{}, err
+	}
+	if ev.Source, err = d.optional(metadataKey + ".source"); err != nil {
+		return Event{}, err
+	}
+	if ev.Time, ev.TimeMissing, err = d.eventTime(metadataKey+".time", received); err != nil {
+		return Event{}, err
+	}
+
+	p := payloadKey(kind)
+	payload, err := d.lookup(p)
+	if err != nil {
+		return Event{}, err
+	}
+	if _, ok := payload.(map[string]any); !ok {
+		if payload == nil {
+			return Event{}, d.fail(p, "missing")
+		}
+		return Event{}, d.wrongKind(p, payload, "an object")
+	}
+
+	if err := d.user(p+".user", &ev); err != nil {
+		return Event{}, err
+	}
+	if ev.Course, err = d.course(typ, p+".course"); err != nil {
+		return Event{}, err
+	}
+	if kind == KindPassing {
+		passing, present, err := d.boolean(p + ".is_passing")
+		if err != nil {
+			return Event{}, err
+		}
+		if !present {
+			return Event{}, d.fail(p+".is_passing", "missing")
+		}
+		ev.IsPassing = passing
+		return ev, nil
+	}
+	if err := d.certificate(p, &ev); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// eventType gives the event type, which unlike other text fields must be a string: a number
+// there is a mapping mistake, not an event type to ignore.
+func (d document) eventType() (string, error) {
+	const path = metadataKey + ".event_type"
+	v, err := d.lookup(path)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := v.(string); !ok && v != nil {
+		return "", d.wrongKind(path, v, "a string")
+	}
+	return d.required(path)
+}
+
+func (d document) eventID() (string, error) {
+	const path = metadataKey + ".id"
+	id, err := d.optional(path)
+	if err != nil {
+		return "", err
+	}
+	id = strings.TrimSpace(id)
+	if len(id) > maxEventIDLen {
+		return "", d.fail(path, "longer than 200 bytes")
+	}
+	if strings.ContainsFunc(id, unicode.IsControl) {
+		return "", d.fail(path, "contains control characters")
+	}
+	return id, nil
+}
+
+func (d document) user(path string, ev *Event) error {
+	var err error
+	if ev.UserID, err = d.userID(path + ".id"); err != nil {
+		return err
+	}
+	emailPath := path + ".pii.email"
+	if ev.Email, err = d.required(emailPath); err != nil {
+		return err
+	}
+	if !plausibleEmail(ev.Email) {
+		return d.fail(emailPath, "not a plausible e-mail address")
+	}
+	if ev.Username, err = d.optional(path + ".pii.username"); err != nil {
+		return err
+	}
+	ev.Name, err = d.optional(path + ".pii.name")
+	return err
+}
+
+// course parses the course key. A CCX passing event names the CCX in ccx_course_key and its
+// master course in master_course_key; the master is re-derived from the CCX key when that
+// field is missing or unusable, as the platform derives it anyway (to_course_locator()).
+func (d document) course(eventType, path string) (CourseKey, error) {
+	if eventType != TypeCCXPassingStatus {
+		return d.courseKey(path + ".course_key")
+	}
+	key, err := d.courseKey(path + ".ccx_course_key")
+	if err != nil {
+		return CourseKey{}, err
+	}
+	if key.Style != StyleCCXV1 {
+		return CourseKey{}, d.fail(path+".ccx_course_key", show(key.Raw)+" is not a ccx-v1 key")
+	}
+	if s, _, err := d.text(path + ".master_course_key"); err == nil && s != "" {
+		if m, err := ParseCourseKey(s); err == nil && m.Style == StyleCourseV1 {
+			key.Master = &m
+		}
+	}
+	return key, nil
+}
+
+func (d document) courseKey(path string) (CourseKey, error) {
+	s, err := d.required(path)
+	if err != nil {
+		return CourseKey{}, err
+	}
+	key, err := ParseCourseKey(s)
+	if err != nil {
+		problem := strings.TrimPrefix(err.Error(), "course key ")
+		if d.form && strings.Contains(s, " ") {
+			problem += ` (in a form body, "+" must be sent as %2B)`
+		}
+		return CourseKey{}, d.fail(path, problem)
+	}
+	return key, nil
+}
+
+func (d document) certificate(p string, ev *Event) error {
+	var err error
+	if ev.Status, err = d.required(p + ".current_status"); err != nil {
+		return err
+	}
+	if ev.Mode, err = d.optional(p + ".mode"); err != nil {
+		return err
+	}
+	if ev.Grade, err = d.optional(p + ".grade"); err != nil {
+		return err
+	}
+	if ev.CertificateURL, err = d.optional(p + ".download_url"); err != nil {
+		return err
+	}
+	ev.Mode, ev.Grade, ev.CertificateURL = strings.TrimSpace(ev.Mode), strings.TrimSpace(ev.Grade), strings.TrimSpace(ev.CertificateURL)
+	printed, err := d.optional(p + ".name")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(ev.Name) == "" {
+		ev.Name = printed
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/testutil"
+)
+
+const (
+	classCert  = "ClassCert-000000000001"
+	testCourse = "course-v1:Org+Course+Run"
+)
+
+const testMapping = `
+badges:
+  - name: cert
+    badge_class: ClassCert-000000000001
+    when:
+      courses: ["course-v1:Org+Course+*"]
+    narrative: "Completed {{.CourseKey}}"
+  - name: cert verified
+    badge_class: ClassCert-000000000001
+    when:
+      courses: ["course-v1:Org+Course+Run"]
+      modes: [verified]
+`
+
+type pipeline struct {
+	sandbox *badgr.Sandbox
+	ledger  *ledger.Ledger
+	intake  *Intake
+	worker  *Worker
+	settle  time.Duration
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	srv := testutil.StartRedis(t)
+	rdb := srv.Client(t)
+	log := slog.New(slog.DiscardHandler)
+	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{classCert}})
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	sb.SetBaseURL(hs.URL)
+	host := badgr.New(badgr.Config{BaseURL: hs.URL, Username: "svc", Password: "pw-0123456789", Timeout: 400 * time.Millisecond}, rdb, log)
+	m, err := mapping.Parse([]byte(testMapping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(rdb, ledger.Options{IntakeGrace: 3 * time.Second})
+	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), 20*time.Second)
+	p := &pipeline{sandbox: sb, ledger: l, settle: time.Second}
+	p.intake = &Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
+	rec := &Reconciler{Ledger: l, Host: host, Enqueuer: enq, Log: log, Settle: p.settle, Lease: 5 * time.Second, MaxRetry: 12}
+	sw := &Sweeper{Ledger: l, Enqueuer: enq, Log: log, Interval: 100 * time.Millisecond, Requeue: 6 * time.Second}
+	p.worker = NewWorker(rdb, WorkerConfig{Concurrency: 8, ShutdownGrace: 2 * time.Second}, rec, sw, log)
+	if err := p.worker.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.worker.Shutdown)
+	return p
+}
+
+func certEvent(id string, uid int64, email, eventType, status string, at time.Time) edx.Event {
+	key, _ := edx.ParseCourseKey(testCourse)
+	return edx.Event{ID: id, Type: eventType, Kind: edx.KindCertificate, Time: at, UserID: uid,
+		Email: email, Course: key, Mode: "honor", Status: status}
+}
+
+// unrevoked counts the host's unrevoked assertions per recipient.
+func (p *pipeline) unrevoked() map[string]int {
+	out := map[string]int{}
+	for _, a := range p.sandbox.Assertions(classCert) {
+		if !a.Revoked {
+			out[a.Recipient]++
+		}
+	}
+	return out
+}
+
+func TestPipelineConvergesUnderDuplicatesReorderingAndFaults(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	const n = 40
+	t0 := time.Date(2024, 5, 27, 12, 0, 0, 123456000, time.UTC)
+	t1, t2 := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	email := func(i int) string { return fmt.Sprintf("Learner%d@Example.org", i) }
+	want := map[string]int{}
+	var events []edx.Event
+	for i := 1; i <= n; i++ {
+		uid := int64(1000 + i)
+		created := certEvent(fmt.Sprintf("c-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t0)
+		events = append(events, created, created, created)
+		// The same save sends changed too, under its own id.
+		events = append(events, certEvent(fmt.Sprintf("ch-%d", i), uid, email(i), edx.TypeCertificateChanged, "downloadable", t0))
+		held := true
+		switch i % 3 {
+		case 0: // revoked later, and for some re-awarded later still
+			events = append(events, certEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "unavailable", t1))
+			held = false
+			if i%5 == 0 {
+				events = append(events, certEvent(fmt.Sprintf("re-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t2))
+				held = true
+			}
+		case 1: // revoked with the award's own timestamp: the revocation wins
+			rv := certEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "notpassing", t0)
+			events = append(events, rv, rv)
+			held = false
+		}
+		if held {
+			want[strings.ToLower(email(i))] = 1
+		}
+	}
+	rand.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+
+	// Faults while the events arrive: 500s, awards that time out after the host created them,
+	// and every access token expiring mid-run.
+	p.sandbox.FailNext(10, 500)
+	p.sandbox.SetAwardDelay(600 * time.Millisecond)
+	var wg sync.WaitGroup
+	work := make(chan edx.Event)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ev := range work {
+				if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
+					t.Errorf("intake %s: %v", ev.ID, err)
+				}
+			}
+		}()
+	}
+	for i, ev := range events {
+		if i == len(events)/2 {
+			p.sandbox.ExpireTokens()
+		}
+		work <- ev
+	}
+	close(work)
+	wg.Wait()
+	time.Sleep(time.Second)
+	p.sandbox.SetAwardDelay(0)
+
+	// Converged: the host holds exactly what the model says, and stays so past a settle period.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := p.unrevoked()
+		if equalCounts(got, want) && p.allSettled(t) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged: host %v\nwant %v", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(p.settle + time.Second)
+	if got := p.unrevoked(); !equalCounts(got, want) {
+		t.Fatalf("drifted after convergence: host %v, want %v", got, want)
+	}
+	for i := 1; i <= n; i++ {
+		r, err := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: int64(1000 + i)})
+		if err != nil || r == nil {
+			t.Fatalf("row of learner %d: %v", i, err)
+		}
+		held := want[strings.ToLower(email(i))] == 1
+		if held && r.State != ledger.StateIssued || !held && r.State != ledger.StateRevoked && r.State != ledger.StateNone {
+			t.Errorf("learner %d: state %s (reason %q), want held=%v", i, r.State, r.Reason, held)
+		}
+	}
+}
+
+// allSettled: no row is owed a reconcile before a minute from now (verifications included).
+func (p *pipeline) allSettled(t *testing.T) bool {
+	total, _, err := p.ledger.Owed(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total == 0
+}
+
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAwardTimeoutAfterHostCreatedIsNotRepeated(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	p.sandbox.SetAwardDelay(time.Second) // past the client's 400 ms timeout; the assertion exists
+	ev := certEvent("once", 7, "seven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != StatusAccepted {
+		t.Fatalf("intake: %+v %v", res, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: 7})
+		if r != nil && r.State == ledger.StateIssued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("row never issued: %+v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := p.unrevoked()["seven@example.org"]; got != 1 {
+		t.Fatalf("%d unrevoked assertions, want 1", got)
+	}
+	if posts := p.sandbox.Requests()["POST /v2/badgeclasses/{id}/assertions"]; posts != 1 {
+		t.Fatalf("%d award POSTs, want 1: the look-up after settling must find the first", posts)
+	}
+}
+
+func TestDuplicatesOnHostAreRevokedKeepingTheOldest(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	// Two assertions already exist (a legacy integration, or a race): the oldest is kept.
+	first := plant(t, p, "dup@example.org")
+	plant(t, p, "dup@example.org")
+	ev := certEvent("dup", 8, "dup@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for p.unrevoked()["dup@example.org"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("duplicates not revoked: %v", p.unrevoked())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: 8})
+	if r.EntityID != first {
+		t.Fatalf("kept %s, want the oldest %s", r.EntityID, first)
+	}
+}
+
+func TestUnknownBadgeClassIsParkedWithTheHostsReason(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	p.intake.Mapping, _ = mapping.Parse([]byte(strings.ReplaceAll(testMapping, classCert, "NoSuchClass")))
+	ev := certEvent("gone", 9, "nine@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: "NoSuchClass", UserID: 9})
+		if r != nil && r.State == ledger.StateFailed {
+			if !strings.Contains(r.Reason, "not found") || r.Retries != 0 {
+				t.Fatalf("reason %q retries %d: want the host's 404 message, parked at once", r.Reason, r.Retries)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("row not parked: %+v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
