@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/badgebridge/bridge/internal/app"
 	"github.com/badgebridge/bridge/internal/config"
 	"github.com/badgebridge/bridge/internal/mapping"
@@ -66,9 +68,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	if err := app.New(cfg, cmd, log, stderr).Run(ctx); err != nil {
-		log.Error("bridge stopped with an error", "err", err)
-		fmt.Fprintf(stderr, "bridge: %v\n", err)
+	redis.SetLogger(app.RedisLogger{Log: log})
+	if err := app.New(cfg, cmd, log, stdout).Run(ctx); err != nil {
+		log.Error("bridge stopped with an error", "err", err.Error())
 		return 1
 	}
 	return 0

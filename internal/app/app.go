@@ -79,11 +79,19 @@ func (a *App) Run(ctx context.Context) error {
 	bgctx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	p.closers = append(p.closers, stopBackground)
 	var devInfo devSetup
+	web := a.command == CmdRun || a.command == CmdServe
+	work := a.command == CmdRun || a.command == CmdWork
+	// Local problems first: a bad mapping stops the start before any connection is made.
+	var m *mapping.Mapping
+	if web {
+		var err error
+		if m, err = a.loadMapping(dev); err != nil {
+			return err
+		}
+	}
 	if err := a.openRedis(bgctx, dev, p); err != nil {
 		return err
 	}
-	web := a.command == CmdRun || a.command == CmdServe
-	work := a.command == CmdRun || a.command == CmdWork
 
 	p.ledger = ledger.New(p.rdb, ledger.Options{EventRetention: cfg.EventRetention})
 	aclient := asynq.NewClientFromRedisClient(p.rdb)
@@ -92,10 +100,6 @@ func (a *App) Run(ctx context.Context) error {
 	enq := queue.NewEnqueuer(aclient, lease+10*time.Second)
 
 	if web {
-		m, err := a.loadMapping(dev)
-		if err != nil {
-			return err
-		}
 		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
 		auth, err := webhook.NewAuth(cfg.WebhookSecrets, cfg.WebhookTokens, cfg.WebhookQueryTokens)
 		if err != nil {

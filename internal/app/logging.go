@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -25,4 +27,13 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// RedisLogger sends go-redis's internal messages (reconnects, pool errors) to slog, so every line
+// the process writes is JSON. Install it once with redis.SetLogger.
+type RedisLogger struct{ Log *slog.Logger }
+
+// Printf implements go-redis's internal logging interface.
+func (r RedisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.Log.Warn(fmt.Sprintf(format, v...), "component", "redis")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -84,12 +85,43 @@ func LoadFrom(ctx context.Context, lookup func(string) (string, bool)) (Config, 
 		Lookuper: envconfig.PrefixLookuper(Prefix, files),
 	})
 	if err != nil {
-		return c, fmt.Errorf("%s%w", Prefix, err)
+		return c, envError(err)
 	}
 	if err := c.validate(); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// envError rewrites go-envconfig's "FieldName: problem" into "BRIDGE_VAR: problem", the name an
+// operator set. Values are not repeated: they may be secrets.
+func envError(err error) error {
+	msg := err.Error()
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if rest, ok := strings.CutPrefix(msg, f.Name+": "); ok {
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			return fmt.Errorf("%s%s: invalid value (%s)", Prefix, name, problem(rest))
+		}
+	}
+	return fmt.Errorf("configuration: %s", problem(msg))
+}
+
+// problem keeps the kind of parse failure and drops the quoted input value.
+func problem(s string) string {
+	switch {
+	case strings.Contains(s, "ParseInt"), strings.Contains(s, "ParseUint"):
+		return "want a whole number"
+	case strings.Contains(s, "ParseBool"):
+		return "want true or false"
+	case strings.Contains(s, "duration"):
+		return "want a duration such as 15s, 5m or 720h"
+	}
+	if i := strings.Index(s, "\""); i >= 0 {
+		s = strings.TrimRight(s[:i], " :")
+	}
+	return strings.ReplaceAll(s, "\n", " ")
 }
 
 type fileLookuper struct{ lookup func(string) (string, bool) }

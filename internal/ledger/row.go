@@ -24,10 +24,10 @@ type Row struct {
 	OpenBadgeID   string
 	Reason        string
 	Retries       int
-	AttemptAt     int64 // ms; an award POST whose outcome is not known yet (0 = none)
-	NextCheck     int64 // ms; when the row must be looked at again by itself (0 = never)
-	CreatedAt     int64 // ms
-	UpdatedAt     int64 // ms
+	AttemptAt     int64    // ms; an award POST whose outcome is not known yet (0 = none)
+	NextCheck     int64    // ms; when the row must be looked at again by itself (0 = never)
+	CreatedAt     int64    // ms
+	UpdatedAt     int64    // ms
 	Email         string   // the address new awards go to (lowercased)
 	Emails        []string // every address the bridge ever used or looked up for the learner
 	Facts         []Fact

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/testutil"
+	"github.com/badgebridge/bridge/internal/webhook"
+)
+
+// These tests build the real binary and drive it over HTTP, as an operator would.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bridge-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "bridge")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuf collects a process's output safely while it runs.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuf
+	http, admin    string
+	done           chan error
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{stdout: &syncBuf{}, stderr: &syncBuf{}, http: freeAddr(t), admin: freeAddr(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.cmd.Dir,
+		"BRIDGE_HTTP_ADDR=" + p.http, "BRIDGE_ADMIN_ADDR=" + p.admin}, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", p.stdout, p.stderr)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := http.Get("http://" + p.admin + "/healthz")
+		if err == nil && r.StatusCode == 200 {
+			r.Body.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge did not become healthy\nstderr:\n%s", p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+}
+
+func getJSON(t *testing.T, url, token string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(r.Body).Decode(out)
+	}
+	return r.StatusCode
+}
+
+type awards struct {
+	Awards []struct {
+		UserID   int64  `json:"user_id"`
+		State    string `json:"state"`
+		Desired  string `json:"desired"`
+		EntityID string `json:"entity_id"`
+	} `json:"awards"`
+}
+
+func waitState(t *testing.T, admin, token, state string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var a awards
+		getJSON(t, "http://"+admin+"/v1/awards?user_id=42", token, &a)
+		if len(a.Awards) == 1 && a.Awards[0].State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("award never reached %s: %+v", state, a)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDevelopmentModeFirstRun is the newcomer's path: nothing configured, paste the printed
+// command, see the award issued.
+func TestDevelopmentModeFirstRun(t *testing.T) {
+	p := start(t, nil)
+	var hook, admin, curl string
+	deadline := time.Now().Add(5 * time.Second)
+	for hook == "" || curl == "" {
+		out := p.stdout.String()
+		if m := regexp.MustCompile(`Throwaway webhook token: (\S+)`).FindStringSubmatch(out); m != nil {
+			hook = m[1]
+		}
+		if m := regexp.MustCompile(`Throwaway admin token:\s+(\S+)`).FindStringSubmatch(out); m != nil {
+			admin = m[1]
+		}
+		if i := strings.Index(out, "curl -sS -X POST"); i >= 0 && strings.Contains(out[i:], "}}'") {
+			curl = out[i : i+strings.Index(out[i:], "}}'")+3]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("banner incomplete:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(p.stdout.String(), "NOTHING IS DURABLE") {
+		t.Fatal("no loud development-mode warning")
+	}
+	// Run the printed command exactly as a newcomer pastes it.
+	out, err := exec.Command("bash", "-c", curl).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"status":"accepted"`) {
+		t.Fatalf("pasted command: %v %s", err, out)
+	}
+	waitState(t, p.admin, admin, "issued")
+	assertJSONLogs(t, p.stderr.String(), hook, admin)
+	p.stop(t)
+}
+
+// TestProductionPath runs serve and work against a real Redis and an HTTP badge host, with
+// signed webhooks, a query token, the admin API, a revocation and SIGTERM.
+func TestProductionPath(t *testing.T) {
+	redisSrv := testutil.StartRedis(t)
+	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc@example.org", Password: "badgr-password-123", BadgeClasses: []string{"E2eClass00000000000001"}})
+	host := httptest.NewServer(sb)
+	defer host.Close()
+	sb.SetBaseURL(host.URL)
+
+	dir := t.TempDir()
+	mapping := filepath.Join(dir, "mapping.yaml")
+	os.WriteFile(mapping, []byte(`badges:
+  - name: Demo
+    badge_class: E2eClass00000000000001
+    when:
+      courses: ["course-v1:OpenedX+DemoX+*"]
+    narrative: "Completed {{.CourseKey}} with grade {{.Grade}}"
+`), 0o600)
+	secretKey := []byte("0123456789abcdef01234567")
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(secretKey)
+	queryTok := "query-token-0123456789abcdef0123456789"
+	adminTok := "admin-token-0123456789abcdef0123456789"
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("badgr-password-123\n"), 0o600)
+	env := []string{
+		"BRIDGE_REDIS_URL=" + redisSrv.URL, "BRIDGE_BADGR_URL=" + host.URL,
+		"BRIDGE_BADGR_USERNAME=svc@example.org", "BRIDGE_BADGR_PASSWORD_FILE=" + pwFile,
+		"BRIDGE_MAPPING_FILE=" + mapping, "BRIDGE_WEBHOOK_SECRETS=" + secret,
+		"BRIDGE_WEBHOOK_QUERY_TOKENS=" + queryTok, "BRIDGE_ADMIN_TOKEN=" + adminTok,
+		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=2s", "BRIDGE_SHUTDOWN_GRACE=5s",
+	}
+	web := start(t, env, "serve")
+	worker := start(t, env, "work")
+
+	body, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.json")
+	id, ts := "msg_e2e_1", strconv.FormatInt(time.Now().Unix(), 10)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", "v1,"+webhook.Sign(secretKey, id, ts, body))
+	mustAnswer(t, req, 200, "accepted")
+	waitState(t, web.admin, adminTok, "issued")
+
+	// A tampered signature is refused; the same event again is a duplicate.
+	req2, _ := http.NewRequest(http.MethodPost, req.URL.String(), bytes.NewReader(append(body, ' ')))
+	req2.Header = req.Header.Clone()
+	mustAnswer(t, req2, 401, "")
+
+	// The eox-hooks shape (form, query token): the same event, different id → unchanged.
+	form, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.flattened.form")
+	formBody := strings.Replace(string(form), "event_metadata_id=3e068212", "event_metadata_id=4e068212", 1)
+	req3, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx?token="+queryTok, strings.NewReader(formBody))
+	req3.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	mustAnswer(t, req3, 200, "unchanged")
+
+	// Revocation through the query-token path.
+	rev, _ := os.ReadFile("../../internal/edx/testdata/certificate-revoked.json")
+	req4, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx?token="+queryTok, bytes.NewReader(rev))
+	req4.Header.Set("Content-Type", "application/json")
+	mustAnswer(t, req4, 200, "accepted")
+	waitState(t, web.admin, adminTok, "revoked")
+	for _, a := range sb.Assertions("E2eClass00000000000001") {
+		if !a.Revoked {
+			t.Fatalf("assertion %s still unrevoked on the host", a.EntityID)
+		}
+	}
+	if n := len(sb.Assertions("E2eClass00000000000001")); n != 1 {
+		t.Fatalf("%d assertions made, want 1", n)
+	}
+	// The event record, and the admin API refusing a wrong token.
+	var rec map[string]any
+	if code := getJSON(t, "http://"+web.admin+"/v1/events/"+"3e068212-1c24-11ef-9a57-0242ac120005", adminTok, &rec); code != 200 || rec["status"] != "accepted" {
+		t.Fatalf("event record: %d %v", code, rec)
+	}
+	if code := getJSON(t, "http://"+web.admin+"/v1/awards", "wrong", nil); code != 401 {
+		t.Fatalf("admin API with a wrong token: %d", code)
+	}
+	web.stop(t)
+	worker.stop(t)
+	secrets := []string{secret, queryTok, adminTok, "badgr-password-123"}
+	assertJSONLogs(t, web.stderr.String(), secrets...)
+	assertJSONLogs(t, worker.stderr.String(), secrets...)
+}
+
+func mustAnswer(t *testing.T, req *http.Request, code int, status string) {
+	t.Helper()
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	var a struct{ Status, Message string }
+	if err := json.Unmarshal(b, &a); err != nil || a.Message == "" {
+		t.Fatalf("answer without a JSON message: %s", b)
+	}
+	if r.StatusCode != code || a.Status != status {
+		t.Fatalf("got %d %s (%s), want %d %s", r.StatusCode, a.Status, a.Message, code, status)
+	}
+}
+
+// assertJSONLogs: every log line is JSON, and none carries an e-mail address or a secret.
+func assertJSONLogs(t *testing.T, logs string, secrets ...string) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		n++
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("log line is not JSON: %s", line)
+		}
+		if strings.Contains(line, "@") {
+			t.Errorf("log line holds an e-mail address: %s", line)
+		}
+		for _, s := range secrets {
+			if s != "" && strings.Contains(line, s) {
+				t.Errorf("log line holds a secret: %s", line)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no log lines at all")
+	}
+}
