@@ -18,6 +18,9 @@ import (
 // MaxBody is the largest body accepted (contract 4.1: 413 above it).
 const MaxBody = 1 << 20
 
+// IntakeTimeout bounds the ledger write and enqueue of one webhook.
+const IntakeTimeout = 10 * time.Second
+
 // Intake is what the handler hands events to (queue.Intake).
 type Intake interface {
 	Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error)
@@ -86,7 +89,10 @@ func (h *Handler) handle(req *http.Request) (int, Answer) {
 		// Standard Webhooks senders keep webhook-id across retries: the next best event id.
 		ev.ID = req.Header.Get("webhook-id")
 	}
-	res, err := h.Intake.Handle(req.Context(), ev, "webhook")
+	// Bounded: a Redis that hangs must turn into a 503 the sender retries, not a stuck request.
+	ctx, cancel := context.WithTimeout(req.Context(), IntakeTimeout)
+	defer cancel()
+	res, err := h.Intake.Handle(ctx, ev, "webhook")
 	if err != nil {
 		h.Log.Error("webhook intake failed; the sender should retry", "event_id", ev.ID, "user_id", ev.UserID, "err", err)
 		return http.StatusServiceUnavailable, Answer{Message: "the queue is unavailable; retry later (resending is safe)", EventID: ev.ID}
