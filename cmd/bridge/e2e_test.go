@@ -276,6 +276,25 @@ func TestProductionPath(t *testing.T) {
 	if code := getJSON(t, "http://"+web.admin+"/v1/events/"+"3e068212-1c24-11ef-9a57-0242ac120005", adminTok, &rec); code != 200 || rec["status"] != "accepted" {
 		t.Fatalf("event record: %d %v", code, rec)
 	}
+	var st map[string]any
+	if code := getJSON(t, "http://"+web.admin+"/v1/status", adminTok, &st); code != 200 || st["queue"] == nil || st["host_login"] == nil {
+		t.Fatalf("status: %d %v", code, st)
+	}
+	prev, _ := http.NewRequest(http.MethodPost, "http://"+web.admin+"/v1/mapping/preview", bytes.NewReader(body))
+	prev.Header.Set("Authorization", "Bearer "+adminTok)
+	prev.Header.Set("Content-Type", "application/json")
+	if r, err := http.DefaultClient.Do(prev); err != nil || r.StatusCode != 200 {
+		t.Fatalf("preview: %v %v", r, err)
+	} else {
+		var pv struct {
+			Badges []struct{ Effect, BadgeClass string }
+		}
+		json.NewDecoder(r.Body).Decode(&pv)
+		r.Body.Close()
+		if len(pv.Badges) != 1 || pv.Badges[0].Effect != "held" {
+			t.Fatalf("preview: %+v", pv)
+		}
+	}
 	if code := getJSON(t, "http://"+web.admin+"/v1/awards", "wrong", nil); code != 401 {
 		t.Fatalf("admin API with a wrong token: %d", code)
 	}

@@ -2,6 +2,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
@@ -9,15 +10,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 
 	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/mapping"
 )
 
-// API holds what the admin routes read.
+// API holds what the admin routes read and act on.
 type API struct {
-	Ledger *ledger.Ledger
-	Token  string
+	Ledger    *ledger.Ledger
+	Token     string
+	Mapping   *mapping.Mapping                           // for /v1/mapping/preview
+	Enqueue   func(context.Context, ledger.RowKey) error // queues a reconcile job
+	Inspector *asynq.Inspector                           // queue sizes; erasing a learner's queued jobs
+	Queue     string                                     // the asynq queue of reconcile jobs
+	BusStatus func(context.Context) (any, error)         // event-bus lag and pending, nil when off
+	HostLogin func(context.Context) (time.Time, error)   // until when badge-host login is blocked
 }
 
 // Register mounts the routes on g. Without a token the admin API is off: every route answers
@@ -26,6 +35,11 @@ func (a *API) Register(g *echo.Group) {
 	g.Use(a.authorize)
 	g.GET("/v1/awards", a.awards)
 	g.GET("/v1/events/:id", a.event)
+	g.GET("/v1/failures", a.failures)
+	g.POST("/v1/failures/retry", a.retryFailures)
+	g.POST("/v1/mapping/preview", a.preview)
+	g.DELETE("/v1/learners/:user_id", a.eraseLearner)
+	g.GET("/v1/status", a.status)
 }
 
 func (a *API) authorize(next echo.HandlerFunc) echo.HandlerFunc {

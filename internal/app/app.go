@@ -61,6 +61,8 @@ type parts struct {
 	host     *badgr.Client
 	registry *prometheus.Registry
 	webhook  *webhook.Handler
+	enqueuer *queue.Enqueuer
+	mapping  *mapping.Mapping
 }
 
 // Run serves until ctx is cancelled (SIGTERM), then shuts down: listeners stop accepting, in-flight
@@ -98,6 +100,7 @@ func (a *App) Run(ctx context.Context) error {
 	// A job may run for a whole lease: list, award, list again and revoke duplicates.
 	lease := 4*cfg.BadgrTimeout + 30*time.Second
 	enq := queue.NewEnqueuer(aclient, lease+10*time.Second)
+	p.enqueuer, p.mapping = enq, m
 
 	if web {
 		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
@@ -118,10 +121,13 @@ func (a *App) Run(ctx context.Context) error {
 		devInfo.adminToken = randomToken()
 		a.cfg.AdminToken = devInfo.adminToken
 	}
-	if work {
-		if err := a.openHost(bgctx, dev, p, &devInfo); err != nil {
+	if work || cfg.BadgrURL != "" {
+		// serve only reads the shared login state from Redis for /v1/status; it never calls the host.
+		if err := a.openHost(bgctx, dev && work, p, &devInfo); err != nil {
 			return err
 		}
+	}
+	if work {
 		qm := queue.NewMetrics(p.registry)
 		rec := &queue.Reconciler{
 			Ledger: p.ledger, Host: p.host, Enqueuer: enq, Log: a.log, Settle: cfg.Settle,

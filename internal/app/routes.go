@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/badgebridge/bridge/internal/admin"
+	"github.com/badgebridge/bridge/internal/queue"
 )
 
 func (a *App) newEcho() *echo.Echo {
@@ -48,7 +50,13 @@ func (a *App) adminRoutes(p *parts, web bool) http.Handler {
 	a.health(e, p, p.worker != nil)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})))
 	if web {
-		api := &admin.API{Ledger: p.ledger, Token: a.cfg.AdminToken}
+		api := &admin.API{
+			Ledger: p.ledger, Token: a.cfg.AdminToken, Mapping: p.mapping, Enqueue: p.enqueuer.Enqueue,
+			Inspector: asynq.NewInspectorFromRedisClient(p.rdb), Queue: queue.Queue,
+		}
+		if p.host != nil {
+			api.HostLogin = p.host.LoginBlockedUntil
+		}
 		api.Register(e.Group(""))
 	}
 	return e

@@ -190,3 +190,33 @@ func TestClaimDueOncePerPeriod(t *testing.T) {
 		t.Fatalf("not re-claimed after the period: %v", again)
 	}
 }
+
+func TestErase(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	if _, err := l.Apply(ctx, intake(5, "gone@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RecordEvent(ctx, EventRecord{ID: "e5", UserID: 5, Status: "accepted"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := l.Erase(ctx, 5)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("erase: %v %v", keys, err)
+	}
+	if r, _ := l.Read(ctx, RowKey{"Class1", 5}); r != nil {
+		t.Fatal("row survived the erase")
+	}
+	if rec, _ := l.SeenEvent(ctx, "e5"); rec != nil {
+		t.Fatal("event record survived the erase")
+	}
+	if rows, _ := l.List(ctx, Filter{Email: "gone@example.com"}); len(rows) != 0 {
+		t.Fatal("e-mail index survived the erase")
+	}
+	if total, _, _ := l.Owed(ctx, time.Now()); total != 0 {
+		t.Fatal("owed mark survived the erase")
+	}
+	if n, _ := l.rdb.Keys(ctx, "bb:*").Result(); len(n) != 0 {
+		t.Fatalf("keys left after erase: %v", n)
+	}
+}

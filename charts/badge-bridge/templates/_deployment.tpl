@@ -32,8 +32,10 @@ spec:
       maxUnavailable: 0
   template:
     metadata:
+      {{- with include "badge-bridge.podAnnotations" . | trim }}
       annotations:
-        {{- include "badge-bridge.podAnnotations" . | nindent 8 }}
+        {{- . | nindent 8 }}
+      {{- end }}
       labels:
         {{- include "badge-bridge.componentLabels" . | nindent 8 }}
         {{- with $c.podLabels }}

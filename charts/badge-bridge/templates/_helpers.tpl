@@ -164,9 +164,6 @@ web serves webhooks and the admin API; worker calls the badge host and reads the
 {{- end }}
 {{- range $c := list "web" "worker" }}
 {{- $pdb := (index $v $c).podDisruptionBudget }}
-{{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
-{{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to null)" $c) }}
-{{- end }}
 {{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
 {{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable (or enabled: false)" $c) }}
 {{- end }}
@@ -174,7 +171,7 @@ web serves webhooks and the admin API; worker calls the badge host and reads the
 {{- if and $hpa.enabled (gt (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) exceeds maxReplicas (%d)" $c (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
 {{- end }}
-{{- if and $hpa.enabled (kindIs "invalid" $hpa.targetCPUUtilizationPercentage) (kindIs "invalid" $hpa.targetMemoryUtilizationPercentage) }}
+{{- if and $hpa.enabled (not $hpa.targetCPUUtilizationPercentage) (not $hpa.targetMemoryUtilizationPercentage) }}
 {{- fail (printf "%s.autoscaling: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage" $c) }}
 {{- end }}
 {{- end }}
@@ -216,79 +213,65 @@ Above the shutdown grace, so in-flight jobs get their whole BRIDGE_SHUTDOWN_GRAC
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by both components. */}}
-{{- define "badge-bridge.commonEnv" -}}
-{{- $v := .Values }}
-- name: BRIDGE_DEV
-  value: "false"
-- name: BRIDGE_ADMIN_ADDR
-  value: ":8081"
-- name: BRIDGE_MAPPING_FILE
-  value: /etc/badge-bridge/mapping.yaml
-{{- with $v.badgr.url }}
-- name: BRIDGE_BADGR_URL
-  value: {{ . | quote }}
-{{- end }}
-- name: BRIDGE_BADGR_CLIENT_ID
-  value: {{ $v.badgr.clientId | quote }}
-- name: BRIDGE_BADGR_SCOPE
-  value: {{ $v.badgr.scope | quote }}
-- name: BRIDGE_BADGR_RATE_LIMIT
-  value: {{ int $v.badgr.rateLimit | quote }}
-- name: BRIDGE_BADGR_TIMEOUT
-  value: {{ printf "%ds" (int $v.badgr.timeoutSeconds) | quote }}
-- name: BRIDGE_SHUTDOWN_GRACE
-  value: {{ printf "%ds" (int $v.config.shutdownGraceSeconds) | quote }}
-- name: BRIDGE_SETTLE
-  value: {{ printf "%ds" (int $v.config.settleSeconds) | quote }}
-- name: BRIDGE_MAX_RETRY
-  value: {{ int $v.config.maxRetry | quote }}
-- name: BRIDGE_WORKER_CONCURRENCY
-  value: {{ int $v.worker.concurrency | quote }}
-- name: BRIDGE_EVENT_RETENTION
-  value: {{ $v.config.eventRetention | quote }}
-- name: BRIDGE_LOG_LEVEL
-  value: {{ $v.config.logLevel | quote }}
-- name: BRIDGE_LOG_FORMAT
-  value: {{ $v.config.logFormat | quote }}
-{{- with $v.redis.sentinel.master }}
-- name: BRIDGE_REDIS_SENTINEL_MASTER
-  value: {{ . | quote }}
-- name: BRIDGE_REDIS_SENTINEL_ADDRS
-  value: {{ join "," $v.redis.sentinel.addrs | quote }}
-{{- end }}
-{{- with $v.redis.clusterAddrs }}
-- name: BRIDGE_REDIS_CLUSTER_ADDRS
-  value: {{ join "," . | quote }}
-{{- end }}
-{{- end }}
-
-{{/* The whole container env of a component: (dict "ctx" $ "component" "web"|"worker"). */}}
+{{/*
+The whole container env of a component: (dict "ctx" $ "component" "web"|"worker").
+Variables named in extraEnv or <component>.extraEnv replace the chart's own (no duplicate names).
+*/}}
 {{- define "badge-bridge.env" -}}
 {{- $v := .ctx.Values }}
+{{- $c := index $v .component }}
+{{- $env := list }}
 {{- if eq .component "web" }}
-- name: BRIDGE_HTTP_ADDR
-  value: ":8080"
+{{- $env = append $env (dict "name" "BRIDGE_HTTP_ADDR" "value" ":8080") }}
 {{- end }}
-{{ include "badge-bridge.commonEnv" .ctx }}
-{{- if and (eq .component "worker") $v.eventBus.enabled }}
-- name: BRIDGE_EVENTBUS_STREAMS
-  value: {{ join "," $v.eventBus.streams | quote }}
-- name: BRIDGE_EVENTBUS_GROUP
-  value: {{ $v.eventBus.group | quote }}
-- name: BRIDGE_EVENTBUS_START
-  value: {{ $v.eventBus.start | quote }}
+{{- $env = append $env (dict "name" "BRIDGE_DEV" "value" "false") }}
+{{- $env = append $env (dict "name" "BRIDGE_ADMIN_ADDR" "value" ":8081") }}
+{{- $env = append $env (dict "name" "BRIDGE_MAPPING_FILE" "value" "/etc/badge-bridge/mapping.yaml") }}
+{{- with $v.badgr.url }}
+{{- $env = append $env (dict "name" "BRIDGE_BADGR_URL" "value" .) }}
+{{- end }}
+{{- $env = append $env (dict "name" "BRIDGE_BADGR_CLIENT_ID" "value" $v.badgr.clientId) }}
+{{- $env = append $env (dict "name" "BRIDGE_BADGR_SCOPE" "value" $v.badgr.scope) }}
+{{- $env = append $env (dict "name" "BRIDGE_BADGR_RATE_LIMIT" "value" (toString (int $v.badgr.rateLimit))) }}
+{{- $env = append $env (dict "name" "BRIDGE_BADGR_TIMEOUT" "value" (printf "%ds" (int $v.badgr.timeoutSeconds))) }}
+{{- $env = append $env (dict "name" "BRIDGE_SHUTDOWN_GRACE" "value" (printf "%ds" (int $v.config.shutdownGraceSeconds))) }}
+{{- $env = append $env (dict "name" "BRIDGE_SETTLE" "value" (printf "%ds" (int $v.config.settleSeconds))) }}
+{{- $env = append $env (dict "name" "BRIDGE_MAX_RETRY" "value" (toString (int $v.config.maxRetry))) }}
+{{- $env = append $env (dict "name" "BRIDGE_EVENT_RETENTION" "value" $v.config.eventRetention) }}
+{{- $env = append $env (dict "name" "BRIDGE_LOG_LEVEL" "value" $v.config.logLevel) }}
+{{- $env = append $env (dict "name" "BRIDGE_LOG_FORMAT" "value" $v.config.logFormat) }}
+{{- with $v.redis.sentinel.master }}
+{{- $env = append $env (dict "name" "BRIDGE_REDIS_SENTINEL_MASTER" "value" .) }}
+{{- $env = append $env (dict "name" "BRIDGE_REDIS_SENTINEL_ADDRS" "value" (join "," $v.redis.sentinel.addrs)) }}
+{{- end }}
+{{- with $v.redis.clusterAddrs }}
+{{- $env = append $env (dict "name" "BRIDGE_REDIS_CLUSTER_ADDRS" "value" (join "," .)) }}
+{{- end }}
+{{- if eq .component "worker" }}
+{{- $env = append $env (dict "name" "BRIDGE_WORKER_CONCURRENCY" "value" (toString (int $v.worker.concurrency))) }}
+{{- if $v.eventBus.enabled }}
+{{- $env = append $env (dict "name" "BRIDGE_EVENTBUS_STREAMS" "value" (join "," $v.eventBus.streams)) }}
+{{- $env = append $env (dict "name" "BRIDGE_EVENTBUS_GROUP" "value" $v.eventBus.group) }}
+{{- $env = append $env (dict "name" "BRIDGE_EVENTBUS_START" "value" $v.eventBus.start) }}
+{{- end }}
 {{- end }}
 {{- range compact (splitList "," (include "badge-bridge.componentSecretKeys" .)) }}
-- name: {{ printf "BRIDGE_%s_FILE" (. | upper | replace "-" "_") }}
-  value: {{ printf "/etc/badge-bridge/secrets/%s" . }}
+{{- $env = append $env (dict "name" (printf "BRIDGE_%s_FILE" (. | upper | replace "-" "_")) "value" (printf "/etc/badge-bridge/secrets/%s" .)) }}
 {{- end }}
-{{- with $v.extraEnv }}
-{{ toYaml . }}
+{{- $extra := concat ($v.extraEnv | default list) ($c.extraEnv | default list) }}
+{{- $extraNames := list }}
+{{- range $extra }}{{ $extraNames = append $extraNames .name }}{{ end }}
+{{- $out := list }}
+{{- range $env }}
+{{- if not (has .name $extraNames) }}{{ $out = append $out . }}{{ end }}
 {{- end }}
-{{- with (index $v .component).extraEnv }}
-{{ toYaml . }}
+{{- /* The last of several extra entries with one name wins, as in Kubernetes. */}}
+{{- range $i, $e := $extra }}
+{{- $later := false }}
+{{- range $j, $f := $extra }}{{ if and (gt $j $i) (eq $f.name $e.name) }}{{ $later = true }}{{ end }}{{ end }}
+{{- if not $later }}{{ $out = append $out $e }}{{ end }}
 {{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{/* Pod template annotations: checksums so a mapping or chart-secret change rolls the pods. */}}
@@ -297,7 +280,7 @@ Above the shutdown grace, so in-flight jobs get their whole BRIDGE_SHUTDOWN_GRAC
 {{- if not $ctx.Values.existingMappingConfigMap }}
 checksum/mapping: {{ $ctx.Values.mapping | sha256sum }}
 {{- end }}
-{{- if not $ctx.Values.existingSecret.name }}
+{{- if and (not $ctx.Values.existingSecret.name) (include "badge-bridge.secretValues" $ctx | fromYaml) }}
 checksum/secret: {{ include "badge-bridge.secretValues" $ctx | sha256sum }}
 {{- end }}
 {{- with (index $ctx.Values .component).podAnnotations }}
