@@ -245,10 +245,19 @@ func TestProductionPath(t *testing.T) {
 	mustAnswer(t, req, 200, "accepted")
 	waitState(t, web.admin, adminTok, "issued")
 
-	// A tampered signature is refused; the same event again is a duplicate.
+	// A tampered signature is refused; the same event again (a sender's retry) is a duplicate.
 	req2, _ := http.NewRequest(http.MethodPost, req.URL.String(), bytes.NewReader(append(body, ' ')))
 	req2.Header = req.Header.Clone()
 	mustAnswer(t, req2, 401, "")
+	replay, _ := http.NewRequest(http.MethodPost, req.URL.String(), bytes.NewReader(body))
+	replay.Header = req.Header.Clone()
+	mustAnswer(t, replay, 200, "duplicate")
+	huge, _ := http.NewRequest(http.MethodPost, req.URL.String(), bytes.NewReader(body))
+	huge.Header = req.Header.Clone()
+	huge.Header.Set("X-Padding", strings.Repeat("a", 256<<10))
+	if r, err := http.DefaultClient.Do(huge); err != nil || r.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("256 KiB of headers: %v %v, want 431", r, err)
+	}
 
 	// The eox-hooks shape (form, query token): the same event, different id → unchanged.
 	form, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.flattened.form")

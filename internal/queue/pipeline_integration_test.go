@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/edx"
@@ -40,6 +41,7 @@ badges:
 `
 
 type pipeline struct {
+	rdb     *redis.Client
 	sandbox *badgr.Sandbox
 	ledger  *ledger.Ledger
 	intake  *Intake
@@ -63,7 +65,7 @@ func newPipeline(t *testing.T) *pipeline {
 	}
 	l := ledger.New(rdb, ledger.Options{IntakeGrace: 3 * time.Second})
 	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), 20*time.Second)
-	p := &pipeline{sandbox: sb, ledger: l, settle: time.Second}
+	p := &pipeline{rdb: rdb, sandbox: sb, ledger: l, settle: time.Second}
 	p.intake = &Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
 	rec := &Reconciler{Ledger: l, Host: host, Enqueuer: enq, Log: log, Settle: p.settle, Lease: 5 * time.Second, MaxRetry: 12}
 	sw := &Sweeper{Ledger: l, Enqueuer: enq, Log: log, Interval: 100 * time.Millisecond, Requeue: 6 * time.Second}
@@ -276,5 +278,50 @@ func TestUnknownBadgeClassIsParkedWithTheHostsReason(t *testing.T) {
 			t.Fatalf("row not parked: %+v", r)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitIssued waits until the learner's row is issued.
+func (p *pipeline) waitIssued(t *testing.T, uid int64) *ledger.Row {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, _ := p.ledger.Read(context.Background(), ledger.RowKey{BadgeClass: classCert, UserID: uid})
+		if r != nil && r.State == ledger.StateIssued {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("row of user %d never issued: %+v", uid, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Redis losing everything (a restart without persistence) must not produce a second badge:
+// the look-up before every award finds the assertion the host already has.
+func TestRedisDataLossDoesNotDuplicate(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	ev := certEvent("loss-1", 11, "eleven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
+	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
+		t.Fatal(err)
+	}
+	first := p.waitIssued(t, 11)
+	if err := p.rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The sender resends (or the bus replays) the same certificate: the ledger is empty now.
+	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != StatusAccepted {
+		t.Fatalf("resend after data loss: %+v %v", res, err)
+	}
+	again := p.waitIssued(t, 11)
+	if again.EntityID != first.EntityID {
+		t.Fatalf("after data loss the row points at %s, want the existing %s", again.EntityID, first.EntityID)
+	}
+	if posts := p.sandbox.Requests()["POST /v2/badgeclasses/{id}/assertions"]; posts != 1 {
+		t.Fatalf("%d award POSTs, want 1", posts)
+	}
+	if n := p.unrevoked()["eleven@example.org"]; n != 1 {
+		t.Fatalf("%d unrevoked assertions, want 1", n)
 	}
 }

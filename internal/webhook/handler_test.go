@@ -102,6 +102,8 @@ func TestAnswers(t *testing.T) {
 		{"unsupported content type", post("<xml/>", "application/xml", true), &fakeIntake{}, 415, ""},
 		{"oversize body", post(`{"x":"`+strings.Repeat("a", MaxBody)+`"}`, "application/json", true), &fakeIntake{}, 413, "1 MiB"},
 		{"unsupported event type", post(strings.Replace(string(good), "certificate.created.v1", "course.enrollment.created.v1", 1), "application/json", true), &fakeIntake{}, 200, "ignored"},
+		{"deep JSON", post(strings.Repeat(`{"a":`, 5000)+"1"+strings.Repeat("}", 5000), "application/json", true), &fakeIntake{}, 400, "malformed"},
+		{"invalid UTF-8", post(strings.Replace(string(good), "Alice Liddell", "Alice \xff\xfe", 1), "application/json", true), &fakeIntake{}, 400, "UTF-8"},
 		{"queue down", post(string(good), "application/json", true), &fakeIntake{err: errors.New("redis down")}, 503, "retry"},
 	}
 	for _, c := range cases {

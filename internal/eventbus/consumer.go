@@ -1,0 +1,265 @@
+// Package eventbus consumes the Open edX Redis event bus (openedx/event-bus-redis, contract 4.2)
+// with a consumer group of its own and hands each certificate or passing-status event to the
+// intake. Unlike the reference consumer it never moves the group's position and acknowledges an
+// entry only once the intake has recorded it, so a restart, a crash or a Redis outage loses
+// nothing the stream still holds.
+package eventbus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/queue"
+)
+
+// Via is what the consumer passes to Handler.Handle as the event's origin.
+const Via = "eventbus"
+
+// Start positions of a new consumer group (BRIDGE_EVENTBUS_START).
+const (
+	StartNewest = "newest"
+	StartOldest = "oldest"
+)
+
+// Defaults of the Config fields left zero.
+const (
+	DefaultBlock         = 2 * time.Second
+	DefaultCount         = 32
+	DefaultClaimIdle     = 60 * time.Second
+	DefaultClaimInterval = 15 * time.Second
+	DefaultDeadMaxLen    = 10000
+)
+
+// Handler records one event; *queue.Intake implements it. An error means the event was not
+// recorded: the entry stays pending and is offered again.
+type Handler interface {
+	Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error)
+}
+
+// Config says what to read and how.
+type Config struct {
+	Streams  []string // BRIDGE_EVENTBUS_STREAMS
+	Group    string   // BRIDGE_EVENTBUS_GROUP
+	Start    string   // StartNewest or StartOldest: where a NEW group starts; an existing group is never moved
+	Consumer string   // consumer name, unique per replica; default hostname + "-" + random suffix
+	Block    time.Duration
+	Count    int // entries per stream and read
+
+	// ClaimIdle is how long an entry may stay pending with any consumer before another one
+	// takes it over with XAUTOCLAIM; ClaimInterval is how often that is tried (and the trimmed
+	// entries counted), once at start too.
+	ClaimIdle     time.Duration
+	ClaimInterval time.Duration
+
+	DeadMaxLen int64 // approximate cap of each <stream>.dead dead-letter stream
+}
+
+func (c Config) withDefaults() Config {
+	c.Streams = append([]string(nil), c.Streams...)
+	if c.Start == "" {
+		c.Start = StartNewest
+	}
+	if c.Consumer == "" {
+		c.Consumer = defaultConsumerName()
+	}
+	if c.Block <= 0 {
+		// Zero would mean BLOCK 0, which waits forever and never lets Run see its context end.
+		c.Block = DefaultBlock
+	}
+	if c.Count <= 0 {
+		c.Count = DefaultCount
+	}
+	if c.ClaimIdle <= 0 {
+		c.ClaimIdle = DefaultClaimIdle
+	}
+	if c.ClaimInterval <= 0 {
+		c.ClaimInterval = DefaultClaimInterval
+	}
+	if c.DeadMaxLen <= 0 {
+		c.DeadMaxLen = DefaultDeadMaxLen
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if len(c.Streams) == 0 {
+		return errors.New("eventbus: no streams configured")
+	}
+	seen := make(map[string]bool, len(c.Streams))
+	for _, s := range c.Streams {
+		if strings.TrimSpace(s) == "" {
+			return errors.New("eventbus: empty stream name")
+		}
+		if seen[s] {
+			// XREADGROUP would deliver the stream twice in one reply.
+			return fmt.Errorf("eventbus: stream %q listed twice", s)
+		}
+		seen[s] = true
+	}
+	if c.Group == "" {
+		return errors.New("eventbus: empty consumer group name")
+	}
+	if c.Start != StartNewest && c.Start != StartOldest {
+		return fmt.Errorf("eventbus: start %q: want %s or %s", c.Start, StartNewest, StartOldest)
+	}
+	return nil
+}
+
+// defaultConsumerName makes a name unique per process: replicas sharing the group must not
+// share a name, or XREADGROUP would hand one replica's pending entries to the other.
+func defaultConsumerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "bridge"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return host + "-" + hex.EncodeToString(b)
+}
+
+// Consumer reads the configured streams with one consumer group. Run it once per process;
+// Status may be called concurrently.
+type Consumer struct {
+	bus     redis.UniversalClient // the Open edX event-bus Redis
+	own     redis.UniversalClient // the bridge's Redis: dead letters, trimmed-entry bookkeeping
+	handler Handler
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	// Outage trackers, so each outage logs one warning and one recovery line.
+	busDown    outage
+	ownDown    outage
+	intakeDown outage
+}
+
+// New makes a consumer. bus is the event-bus Redis, own the bridge's Redis; reg may be nil.
+func New(bus, own redis.UniversalClient, h Handler, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Consumer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	return &Consumer{
+		bus: bus, own: own, handler: h, cfg: cfg,
+		log:        log.With("component", "eventbus", "group", cfg.Group, "consumer", cfg.Consumer),
+		metrics:    newMetrics(reg),
+		busDown:    outage{what: "event bus Redis"},
+		ownDown:    outage{what: "bridge Redis (event bus dead letters)"},
+		intakeDown: outage{what: "event intake"},
+	}
+}
+
+// Name is the consumer name this process reads with.
+func (c *Consumer) Name() string { return c.cfg.Consumer }
+
+// runState is what Run carries from one cycle to the next; only Run's goroutine touches it.
+type runState struct {
+	groupsReady bool
+	everReady   bool // the groups were ready once: a missing group now means it vanished
+	// drain holds the streams whose own pending entries must be (re)read, with the id to
+	// read after: at start, after a failure and after a claim. Missing = read new entries.
+	drain           map[string]string
+	nextMaintenance time.Time
+	failures        int // consecutive failed cycles, for the backoff
+	uncountable     map[string]bool
+}
+
+// Run consumes until ctx is done and then returns nil. It returns an error only for an
+// invalid configuration: Redis and intake failures are retried with backoff, because the
+// group's position and the unacknowledged entries wait in Redis.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.cfg.validate(); err != nil {
+		return err
+	}
+	c.log.Info("event bus consumer started", "streams", c.cfg.Streams, "start", c.cfg.Start)
+	st := &runState{drain: map[string]string{}, uncountable: map[string]bool{}}
+	for {
+		ok := c.cycle(ctx, st)
+		if ctx.Err() != nil {
+			c.log.Info("event bus consumer stopped")
+			return nil
+		}
+		if ok {
+			st.failures = 0
+			continue
+		}
+		st.failures++
+		if !sleep(ctx, backoff(st.failures)) {
+			c.log.Info("event bus consumer stopped")
+			return nil
+		}
+	}
+}
+
+// cycle does one step: make sure the groups exist, claim and count trimmed entries when due,
+// then read and process one batch. It reports false when something failed and the loop must
+// back off.
+func (c *Consumer) cycle(ctx context.Context, st *runState) bool {
+	if !st.groupsReady {
+		if err := c.ensureGroups(ctx, st.everReady); err != nil {
+			c.busFailed(ctx, st, "create consumer group", err)
+			return false
+		}
+		c.busDown.recovered(c.log)
+		st.groupsReady, st.everReady = true, true
+		// Entries this consumer name left pending in an earlier run are finished first.
+		for _, s := range c.cfg.Streams {
+			st.drain[s] = "0"
+		}
+		st.nextMaintenance = time.Time{}
+	}
+	if !time.Now().Before(st.nextMaintenance) {
+		if !c.maintain(ctx, st) {
+			return false
+		}
+		st.nextMaintenance = time.Now().Add(c.cfg.ClaimInterval)
+	}
+	return c.readBatch(ctx, st)
+}
+
+// maintain claims idle entries of other consumers and counts entries trimmed before the group
+// read them, for every stream.
+func (c *Consumer) maintain(ctx context.Context, st *runState) bool {
+	for _, s := range c.cfg.Streams {
+		claimed, err := c.claim(ctx, s)
+		if err != nil {
+			c.busFailed(ctx, st, "claim pending entries", err, "stream", s)
+			return false
+		}
+		if claimed {
+			st.drain[s] = "0"
+		}
+		if err := c.countTrimmed(ctx, st, s); err != nil {
+			c.busFailed(ctx, st, "inspect stream", err, "stream", s)
+			return false
+		}
+	}
+	return true
+}
+
+// busFailed sorts out a failed event-bus command: a missing group (the bus Redis lost its
+// data) is recreated on the next cycle, anything else is an outage, logged once.
+func (c *Consumer) busFailed(ctx context.Context, st *runState, op string, err error, attrs ...any) {
+	if ctx.Err() != nil {
+		return // shutting down: the error is the cancellation
+	}
+	if isNoGroup(err) {
+		// The server answered, so the bus is reachable again.
+		c.busDown.recovered(c.log)
+		st.groupsReady = false
+		c.log.Warn("consumer group missing on the event bus; recreating it", append(attrs, "op", op)...)
+		return
+	}
+	c.busDown.failed(c.log, err, append(attrs, "op", op)...)
+}

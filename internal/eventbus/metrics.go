@@ -1,0 +1,74 @@
+package eventbus
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of an entry, the outcome label of bridge_eventbus_entries_total.
+const (
+	outcomeProcessed   = "processed"   // recorded by the intake and acknowledged
+	outcomeUnsupported = "unsupported" // a type the bridge does not handle, acknowledged
+	outcomeDead        = "dead"        // undecodable, copied to <stream>.dead and acknowledged
+	outcomeTrimmed     = "trimmed"     // trimmed from the stream before it was processed
+	outcomeFailed      = "failed"      // the intake failed; the entry stays pending (counts attempts)
+)
+
+// maxTypeLabel bounds the type label: the type comes from the bus.
+const maxTypeLabel = 100
+
+// metrics are the consumer's Prometheus series; without a registerer they are kept but not
+// exported.
+type metrics struct {
+	entries     *prometheus.CounterVec
+	trimmedTotal *prometheus.CounterVec
+	byType      *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_eventbus_entries_total",
+			Help: "Event-bus entries by stream and outcome (processed, unsupported, dead, trimmed, failed).",
+		}, []string{"stream", "outcome"}),
+		trimmedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_eventbus_trimmed_total",
+			Help: "Event-bus entries trimmed from the stream before the bridge processed them (lost to the bridge; recover with bridge backfill).",
+		}, []string{"stream"}),
+		byType: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_eventbus_unsupported_total",
+			Help: "Event-bus entries of types the bridge does not handle, acknowledged without decoding, by type.",
+		}, []string{"type"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.entries, m.trimmedTotal, m.byType)
+	}
+	return m
+}
+
+func (m *metrics) outcome(stream, outcome string) {
+	m.entries.WithLabelValues(stream, outcome).Inc()
+}
+
+func (m *metrics) trimmed(stream string, n int) {
+	m.entries.WithLabelValues(stream, outcomeTrimmed).Add(float64(n))
+	m.trimmedTotal.WithLabelValues(stream).Add(float64(n))
+}
+
+func (m *metrics) unsupported(stream, eventType string) {
+	m.entries.WithLabelValues(stream, outcomeUnsupported).Inc()
+	m.byType.WithLabelValues(typeLabel(eventType)).Inc()
+}
+
+// typeLabel keeps the label set small and printable whatever a producer writes: event types
+// are dotted lowercase names.
+func typeLabel(t string) string {
+	if t == "" || len(t) > maxTypeLabel {
+		return "other"
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return "other"
+		}
+	}
+	return t
+}
