@@ -360,3 +360,52 @@ func assertJSONLogs(t *testing.T, logs string, secrets ...string) {
 		t.Error("no log lines at all")
 	}
 }
+
+// TestGracefulShutdown: SIGTERM while an award is in flight lets it finish within the grace
+// period, and the worker exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	redisSrv := testutil.StartRedis(t)
+	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"E2eClass00000000000001"}})
+	host := httptest.NewServer(sb)
+	defer host.Close()
+	dir := t.TempDir()
+	mapping := filepath.Join(dir, "mapping.yaml")
+	os.WriteFile(mapping, []byte("badges:\n  - name: Demo\n    badge_class: E2eClass00000000000001\n    when:\n      courses: [\"course-v1:OpenedX+DemoX+*\"]\n"), 0o600)
+	tok := "bearer-token-0123456789abcdef0123456789"
+	adminTok := "admin-token-0123456789abcdef0123456789"
+	env := []string{
+		"BRIDGE_REDIS_URL=" + redisSrv.URL, "BRIDGE_BADGR_URL=" + host.URL, "BRIDGE_BADGR_USERNAME=svc",
+		"BRIDGE_BADGR_PASSWORD=pw-0123456789", "BRIDGE_MAPPING_FILE=" + mapping, "BRIDGE_WEBHOOK_TOKENS=" + tok,
+		"BRIDGE_ADMIN_TOKEN=" + adminTok, "BRIDGE_BADGR_TIMEOUT=5s", "BRIDGE_SETTLE=5s", "BRIDGE_SHUTDOWN_GRACE=10s",
+	}
+	web := start(t, env, "serve")
+	worker := start(t, env, "work")
+	sb.SetAwardDelay(2 * time.Second) // the POST is in flight for 2 s
+	body, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.json")
+	req, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	mustAnswer(t, req, 200, "accepted")
+	deadline := time.Now().Add(15 * time.Second)
+	for len(sb.Assertions("E2eClass00000000000001")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the award never reached the host")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The host has created the assertion and is still answering: stop the worker now.
+	stopped := time.Now()
+	worker.stop(t)
+	if d := time.Since(stopped); d > 10*time.Second {
+		t.Fatalf("exit took %s, beyond the grace period", d)
+	}
+	var a awards
+	getJSON(t, "http://"+web.admin+"/v1/awards?user_id=42", adminTok, &a)
+	if len(a.Awards) != 1 || a.Awards[0].State != "issued" || a.Awards[0].EntityID == "" {
+		t.Fatalf("the in-flight award did not finish before exit: %+v", a)
+	}
+	if !strings.Contains(worker.stderr.String(), "shutting down") {
+		t.Fatal("no shutdown log line")
+	}
+	web.stop(t)
+}

@@ -38,7 +38,7 @@ func (c *Consumer) claim(ctx context.Context, stream string) (bool, error) {
 		claimed, _ := reply[1].([]any)
 		if len(claimed) > 0 {
 			claimedAny = true
-			c.log.Info("claimed entries left pending by another consumer", "stream", stream, "count", len(claimed))
+			c.log.Info("claimed entries pending longer than the claim threshold (a consumer stopped before acknowledging them)", "stream", stream, "count", len(claimed))
 		}
 		if len(reply) > 2 {
 			if deleted, _ := reply[2].([]any); len(deleted) > 0 {

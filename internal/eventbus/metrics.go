@@ -19,9 +19,9 @@ const maxTypeLabel = 100
 // metrics are the consumer's Prometheus series; without a registerer they are kept but not
 // exported.
 type metrics struct {
-	entries     *prometheus.CounterVec
+	entries      *prometheus.CounterVec
 	trimmedTotal *prometheus.CounterVec
-	byType      *prometheus.CounterVec
+	byType       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
