@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,8 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,102 +24,8 @@ import (
 
 // These tests build the real binary and drive it over HTTP, as an operator would.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bridge-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "bridge")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuf collects a process's output safely while it runs.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuf
-	http, admin    string
-	done           chan error
-}
-
-func start(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{stdout: &syncBuf{}, stderr: &syncBuf{}, http: freeAddr(t), admin: freeAddr(t), done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), args...)
-	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.cmd.Dir,
-		"BRIDGE_HTTP_ADDR=" + p.http, "BRIDGE_ADMIN_ADDR=" + p.admin}, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("stdout:\n%s\nstderr:\n%s", p.stdout, p.stderr)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, err := http.Get("http://" + p.admin + "/healthz")
-		if err == nil && r.StatusCode == 200 {
-			r.Body.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge did not become healthy\nstderr:\n%s", p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and requires a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30s of SIGTERM")
-	}
+func start(t *testing.T, env []string, args ...string) *testutil.Proc {
+	return testutil.StartBridge(t, env, args...)
 }
 
 func getJSON(t *testing.T, url, token string, out any) int {
@@ -173,7 +75,7 @@ func TestDevelopmentModeFirstRun(t *testing.T) {
 	var hook, admin, curl string
 	deadline := time.Now().Add(5 * time.Second)
 	for hook == "" || curl == "" {
-		out := p.stdout.String()
+		out := p.Stdout.String()
 		if m := regexp.MustCompile(`Throwaway webhook token: (\S+)`).FindStringSubmatch(out); m != nil {
 			hook = m[1]
 		}
@@ -188,7 +90,7 @@ func TestDevelopmentModeFirstRun(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(p.stdout.String(), "NOTHING IS DURABLE") {
+	if !strings.Contains(p.Stdout.String(), "NOTHING IS DURABLE") {
 		t.Fatal("no loud development-mode warning")
 	}
 	// Run the printed command exactly as a newcomer pastes it.
@@ -196,9 +98,9 @@ func TestDevelopmentModeFirstRun(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"status":"accepted"`) {
 		t.Fatalf("pasted command: %v %s", err, out)
 	}
-	waitState(t, p.admin, admin, "issued")
-	assertJSONLogs(t, p.stderr.String(), hook, admin)
-	p.stop(t)
+	waitState(t, p.Admin, admin, "issued")
+	assertJSONLogs(t, p.Stderr.String(), hook, admin)
+	p.Stop(t, 30*time.Second)
 }
 
 // TestProductionPath runs serve and work against a real Redis and an HTTP badge host, with
@@ -237,13 +139,13 @@ func TestProductionPath(t *testing.T) {
 
 	body, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.json")
 	id, ts := "msg_e2e_1", strconv.FormatInt(time.Now().Unix(), 10)
-	req, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+web.HTTP+"/v1/webhooks/openedx", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", ts)
 	req.Header.Set("webhook-signature", "v1,"+webhook.Sign(secretKey, id, ts, body))
 	mustAnswer(t, req, 200, "accepted")
-	waitState(t, web.admin, adminTok, "issued")
+	waitState(t, web.Admin, adminTok, "issued")
 
 	// A tampered signature is refused; the same event again (a sender's retry) is a duplicate.
 	req2, _ := http.NewRequest(http.MethodPost, req.URL.String(), bytes.NewReader(append(body, ' ')))
@@ -262,16 +164,16 @@ func TestProductionPath(t *testing.T) {
 	// The eox-hooks shape (form, query token): the same event, different id → unchanged.
 	form, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.flattened.form")
 	formBody := strings.Replace(string(form), "event_metadata_id=3e068212", "event_metadata_id=4e068212", 1)
-	req3, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx?token="+queryTok, strings.NewReader(formBody))
+	req3, _ := http.NewRequest(http.MethodPost, "http://"+web.HTTP+"/v1/webhooks/openedx?token="+queryTok, strings.NewReader(formBody))
 	req3.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	mustAnswer(t, req3, 200, "unchanged")
 
 	// Revocation through the query-token path.
 	rev, _ := os.ReadFile("../../internal/edx/testdata/certificate-revoked.json")
-	req4, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx?token="+queryTok, bytes.NewReader(rev))
+	req4, _ := http.NewRequest(http.MethodPost, "http://"+web.HTTP+"/v1/webhooks/openedx?token="+queryTok, bytes.NewReader(rev))
 	req4.Header.Set("Content-Type", "application/json")
 	mustAnswer(t, req4, 200, "accepted")
-	waitState(t, web.admin, adminTok, "revoked")
+	waitState(t, web.Admin, adminTok, "revoked")
 	for _, a := range sb.Assertions("E2eClass00000000000001") {
 		if !a.Revoked {
 			t.Fatalf("assertion %s still unrevoked on the host", a.EntityID)
@@ -282,14 +184,14 @@ func TestProductionPath(t *testing.T) {
 	}
 	// The event record, and the admin API refusing a wrong token.
 	var rec map[string]any
-	if code := getJSON(t, "http://"+web.admin+"/v1/events/"+"3e068212-1c24-11ef-9a57-0242ac120005", adminTok, &rec); code != 200 || rec["status"] != "accepted" {
+	if code := getJSON(t, "http://"+web.Admin+"/v1/events/"+"3e068212-1c24-11ef-9a57-0242ac120005", adminTok, &rec); code != 200 || rec["status"] != "accepted" {
 		t.Fatalf("event record: %d %v", code, rec)
 	}
 	var st map[string]any
-	if code := getJSON(t, "http://"+web.admin+"/v1/status", adminTok, &st); code != 200 || st["queue"] == nil || st["host_login"] == nil {
+	if code := getJSON(t, "http://"+web.Admin+"/v1/status", adminTok, &st); code != 200 || st["queue"] == nil || st["host_login"] == nil {
 		t.Fatalf("status: %d %v", code, st)
 	}
-	prev, _ := http.NewRequest(http.MethodPost, "http://"+web.admin+"/v1/mapping/preview", bytes.NewReader(body))
+	prev, _ := http.NewRequest(http.MethodPost, "http://"+web.Admin+"/v1/mapping/preview", bytes.NewReader(body))
 	prev.Header.Set("Authorization", "Bearer "+adminTok)
 	prev.Header.Set("Content-Type", "application/json")
 	if r, err := http.DefaultClient.Do(prev); err != nil || r.StatusCode != 200 {
@@ -304,14 +206,14 @@ func TestProductionPath(t *testing.T) {
 			t.Fatalf("preview: %+v", pv)
 		}
 	}
-	if code := getJSON(t, "http://"+web.admin+"/v1/awards", "wrong", nil); code != 401 {
+	if code := getJSON(t, "http://"+web.Admin+"/v1/awards", "wrong", nil); code != 401 {
 		t.Fatalf("admin API with a wrong token: %d", code)
 	}
-	web.stop(t)
-	worker.stop(t)
+	web.Stop(t, 30*time.Second)
+	worker.Stop(t, 30*time.Second)
 	secrets := []string{secret, queryTok, adminTok, "badgr-password-123"}
-	assertJSONLogs(t, web.stderr.String(), secrets...)
-	assertJSONLogs(t, worker.stderr.String(), secrets...)
+	assertJSONLogs(t, web.Stderr.String(), secrets...)
+	assertJSONLogs(t, worker.Stderr.String(), secrets...)
 }
 
 func mustAnswer(t *testing.T, req *http.Request, code int, status string) {
@@ -382,7 +284,7 @@ func TestGracefulShutdown(t *testing.T) {
 	worker := start(t, env, "work")
 	sb.SetAwardDelay(2 * time.Second) // the POST is in flight for 2 s
 	body, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.json")
-	req, _ := http.NewRequest(http.MethodPost, "http://"+web.http+"/v1/webhooks/openedx", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+web.HTTP+"/v1/webhooks/openedx", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	mustAnswer(t, req, 200, "accepted")
@@ -395,17 +297,17 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	// The host has created the assertion and is still answering: stop the worker now.
 	stopped := time.Now()
-	worker.stop(t)
+	worker.Stop(t, 30*time.Second)
 	if d := time.Since(stopped); d > 10*time.Second {
 		t.Fatalf("exit took %s, beyond the grace period", d)
 	}
 	var a awards
-	getJSON(t, "http://"+web.admin+"/v1/awards?user_id=42", adminTok, &a)
+	getJSON(t, "http://"+web.Admin+"/v1/awards?user_id=42", adminTok, &a)
 	if len(a.Awards) != 1 || a.Awards[0].State != "issued" || a.Awards[0].EntityID == "" {
 		t.Fatalf("the in-flight award did not finish before exit: %+v", a)
 	}
-	if !strings.Contains(worker.stderr.String(), "shutting down") {
+	if !strings.Contains(worker.Stderr.String(), "shutting down") {
 		t.Fatal("no shutdown log line")
 	}
-	web.stop(t)
+	web.Stop(t, 30*time.Second)
 }

@@ -1,0 +1,341 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/testutil"
+)
+
+var (
+	learners = flag.Int("chaos.learners", 60, "learners in the chaos run")
+	spread   = flag.Duration("chaos.spread", 40*time.Second, "how long events keep arriving")
+	outage   = flag.Duration("chaos.outage", time.Minute, "length of the total badge-host outage")
+	seed     = flag.Uint64("chaos.seed", 0, "random seed (0: pick one and print it)")
+	converge = flag.Duration("chaos.converge", 6*time.Minute, "how long convergence may take after the faults end")
+)
+
+const (
+	badgeClass = "ChaosClass000000000001"
+	course     = "course-v1:Chaos+C101+2025"
+	stream     = "chaos-learning-certificate-lifecycle"
+	hookToken  = "chaos-webhook-token-0123456789abcdef0123"
+	adminToken = "chaos-admin-token-0123456789abcdef01234"
+)
+
+type run struct {
+	t        *testing.T
+	sandbox  *badgr.Sandbox
+	hookURL  string
+	bus      *redis.Client
+	bridgeDB *redis.Client
+	sent     atomic.Int64 // copies sent
+	answered atomic.Int64 // webhook copies answered 200
+	busSent  atomic.Int64
+	retried  atomic.Int64 // webhook copies that needed a resend (503, connection refused)
+	senders  sync.WaitGroup
+}
+
+// TestChaos drives serve + two workers through duplicated, reordered events on both inputs
+// while the host fails in every documented way, a worker is SIGKILLed and Redis restarts.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run skipped in -short mode")
+	}
+	s := *seed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+	}
+	t.Logf("chaos seed %d (rerun with -chaos.seed=%d)", s, s)
+	rng := rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
+
+	db := testutil.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	busSrv := testutil.StartRedis(t)
+	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass}})
+	host := httptest.NewServer(sb)
+	defer host.Close()
+	sb.SetBaseURL(host.URL)
+
+	dir := t.TempDir()
+	mappingFile := filepath.Join(dir, "mapping.yaml")
+	os.WriteFile(mappingFile, []byte("badges:\n  - name: Chaos\n    badge_class: "+badgeClass+
+		"\n    when:\n      courses: [\"course-v1:Chaos+*\"]\n    narrative: \"Completed {{.CourseKey}}\"\n"), 0o600)
+	env := []string{
+		"BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + host.URL,
+		"BRIDGE_BADGR_USERNAME=chaos-svc", "BRIDGE_BADGR_PASSWORD=chaos-password-0123",
+		"BRIDGE_MAPPING_FILE=" + mappingFile, "BRIDGE_WEBHOOK_TOKENS=" + hookToken, "BRIDGE_ADMIN_TOKEN=" + adminToken,
+		"BRIDGE_BADGR_TIMEOUT=1s", "BRIDGE_SETTLE=3s", "BRIDGE_SHUTDOWN_GRACE=5s", "BRIDGE_BADGR_RATE_LIMIT=50",
+		"BRIDGE_WORKER_CONCURRENCY=8", "BRIDGE_EVENTBUS_REDIS_URL=" + busSrv.URL, "BRIDGE_EVENTBUS_STREAMS=" + stream,
+		"BRIDGE_EVENTBUS_START=oldest", "BRIDGE_LOG_LEVEL=warn",
+	}
+	serve := testutil.StartBridge(t, env, "serve")
+	w1 := testutil.StartBridge(t, env, "work")
+	w2 := testutil.StartBridge(t, env, "work")
+	r := &run{t: t, sandbox: sb, hookURL: "http://" + serve.HTTP + "/v1/webhooks/openedx", bus: busSrv.Client(t), bridgeDB: db.Client(t)}
+
+	people := scenario(*learners, *spread, rng)
+	start := time.Now()
+	lastSent := r.send(people, start)
+
+	// The faults, on a timeline scaled to the spread of events.
+	at := func(frac float64) time.Time { return start.Add(time.Duration(frac * float64(*spread))) }
+	faults := []struct {
+		when time.Time
+		name string
+		do   func()
+	}{
+		{at(0), "500s", func() { sb.FailNext(15, 500) }},
+		{at(0.1), "slow awards past the client timeout (created anyway)", func() { sb.SetAwardDelay(1500 * time.Millisecond) }},
+		{at(0.3), "slow awards end; 429 with Retry-After", func() { sb.SetAwardDelay(0); sb.FailNextWithRetryAfter(5, 429, 2*time.Second) }},
+		{at(0.35), "429 without Retry-After", func() { sb.FailNext(5, 429) }},
+		{at(0.4), "every access token expires", func() { sb.ExpireTokens() }},
+		{at(0.5), "login lockout", func() { sb.ThrottleLogins(8 * time.Second); sb.ExpireTokens() }},
+		{at(0.6), "SIGKILL worker 1", func() { w1.Kill() }},
+		{at(0.65), "worker 1 restarted", func() { w1.Restart(t) }},
+		{at(0.7), "Redis killed and restarted (AOF, appendfsync always)", func() { db.Restart(t) }},
+		{at(0.8), "total badge-host outage begins", func() { sb.SetOutage(true) }},
+		{at(0.8).Add(*outage), "outage ends", func() { sb.SetOutage(false) }},
+	}
+	for _, f := range faults {
+		time.Sleep(time.Until(f.when))
+		t.Logf("%6.1fs fault: %s", time.Since(start).Seconds(), f.name)
+		f.do()
+	}
+	faultsEnd := time.Now()
+	r.wait()
+
+	// Converged when the host matches the model for everyone and nothing is owed.
+	want := map[string]bool{}
+	for _, p := range people {
+		want[strings.ToLower(p.email)] = p.held
+	}
+	matchedAt := map[string]time.Time{}
+	deadline := faultsEnd.Add(*converge)
+	var final tally
+	for {
+		final = r.tally(want)
+		now := time.Now()
+		for email, ok := range final.ok {
+			if !ok {
+				delete(matchedAt, email)
+			} else if _, seen := matchedAt[email]; !seen {
+				matchedAt[email] = now
+			}
+		}
+		if final.missing == 0 && final.duplicates == 0 && final.wronglyHeld == 0 && r.owed() == 0 && r.busDone() {
+			break
+		}
+		if now.After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// One more settle period: late verifications must not change the answer.
+	time.Sleep(4 * time.Second)
+	final = r.tally(want)
+	var maxConverge time.Duration
+	for _, p := range people {
+		e := strings.ToLower(p.email)
+		from := lastSent[p.uid]
+		if from.Before(faultsEnd) {
+			from = faultsEnd // nothing can converge during the outage
+		}
+		if m, ok := matchedAt[e]; ok && m.Sub(from) > maxConverge {
+			maxConverge = m.Sub(from)
+		}
+	}
+	expected := 0
+	for _, h := range want {
+		if h {
+			expected++
+		}
+	}
+	report := fmt.Sprintf(`
+chaos run: %d learners, seed %d, events over %s, outage %s
+| events sent | accepted | webhook resends | awards expected | found | duplicates | missing | wrongly held | max time to converge |
+|---|---|---|---|---|---|---|---|---|
+| %d | %d | %d | %d | %d | %d | %d | %d | %s |
+`, len(people), s, *spread, *outage, r.sent.Load(), r.answered.Load()+r.busSent.Load(), r.retried.Load(),
+		expected, final.found, final.duplicates, final.missing, final.wronglyHeld, maxConverge.Round(100*time.Millisecond))
+	fmt.Print(report)
+	t.Log(report)
+	if final.missing != 0 || final.duplicates != 0 || final.wronglyHeld != 0 {
+		t.Fatalf("the host does not match the model: %s", report)
+	}
+	if o := r.owed(); o != 0 {
+		t.Fatalf("%d rows still owe a reconcile", o)
+	}
+	if !r.busDone() {
+		t.Fatal("event-bus entries left unacknowledged")
+	}
+	serve.Stop(t, 30*time.Second)
+	w1.Stop(t, 30*time.Second)
+	w2.Stop(t, 30*time.Second)
+}
+
+type tally struct {
+	found, duplicates, missing, wronglyHeld int
+	ok                                      map[string]bool
+}
+
+func (r *run) tally(want map[string]bool) tally {
+	count := map[string]int{}
+	for _, a := range r.sandbox.Assertions(badgeClass) {
+		if !a.Revoked {
+			count[a.Recipient]++
+		}
+	}
+	t := tally{ok: map[string]bool{}}
+	for email, held := range want {
+		n := count[email]
+		switch {
+		case held && n == 1:
+			t.found++
+		case held && n == 0:
+			t.missing++
+		case held && n > 1:
+			t.found++
+			t.duplicates++
+		case !held && n > 0:
+			t.wronglyHeld++
+		}
+		t.ok[email] = (held && n == 1) || (!held && n == 0)
+	}
+	return t
+}
+
+func (r *run) owed() int64 {
+	n, err := r.bridgeDB.ZCard(context.Background(), "bb:owed").Result()
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// busDone: every entry the producer wrote was acknowledged by the bridge's group.
+func (r *run) busDone() bool {
+	groups, err := r.bus.XInfoGroups(context.Background(), stream).Result()
+	if err != nil || len(groups) == 0 {
+		return r.busSent.Load() == 0
+	}
+	g := groups[0]
+	return g.Pending == 0 && g.Lag == 0
+}
+
+type copyToSend struct {
+	e     event
+	at    time.Time
+	first bool
+}
+
+// send schedules every copy of every event at its time, on the event's input, and returns when
+// each learner's last copy is due to be sent.
+func (r *run) send(people []learner, start time.Time) map[int64]time.Time {
+	var copies []copyToSend
+	last := map[int64]time.Time{}
+	for _, p := range people {
+		for _, e := range p.events {
+			for c := 0; c < e.copies; c++ {
+				at := start.Add(e.sendAt + time.Duration(c)*1500*time.Millisecond)
+				copies = append(copies, copyToSend{e: e, at: at, first: c == 0})
+				if at.After(last[p.uid]) {
+					last[p.uid] = at
+				}
+			}
+		}
+	}
+	sort.Slice(copies, func(i, j int) bool { return copies[i].at.Before(copies[j].at) })
+	work := make(chan copyToSend)
+	for i := 0; i < 8; i++ {
+		r.senders.Add(1)
+		go func() {
+			defer r.senders.Done()
+			for c := range work {
+				r.deliver(c.e)
+			}
+		}()
+	}
+	go func() {
+		for _, c := range copies {
+			time.Sleep(time.Until(c.at))
+			work <- c
+		}
+		close(work)
+	}()
+	return last
+}
+
+func (r *run) wait() { r.senders.Wait() }
+
+func payload(e event) map[string]any {
+	return map[string]any{"certificate": map[string]any{
+		"user": map[string]any{"id": e.uid, "is_active": true, "pii": map[string]any{
+			"username": fmt.Sprintf("chaos%d", e.uid), "email": e.email, "name": "Chaos Learner"}},
+		"course": map[string]any{"course_key": course, "display_name": "", "start": nil, "end": nil},
+		"mode":   "verified", "grade": "0.9", "download_url": "", "name": "Chaos Learner",
+		"current_status": e.status, "previous_status": "",
+	}}
+}
+
+// deliver sends one copy, as a real sender would: webhooks are resent until answered 200.
+func (r *run) deliver(e event) {
+	r.sent.Add(1)
+	if e.viaBus {
+		data, err := edx.EncodeAvro(e.typ, payload(e))
+		if err != nil {
+			r.t.Errorf("encode: %v", err)
+			return
+		}
+		err = r.bus.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, MaxLen: 10000, Approx: true, Values: []any{
+			"type", e.typ, "id", e.id, "source", "openedx/lms/web", "time", e.at.Format("2006-01-02T15:04:05.000000+00:00"),
+			"minorversion", "0", "sourcehost", "chaos", "sourcelib", "11.2.0", "event_data", data,
+		}}).Err()
+		if err != nil {
+			r.t.Errorf("xadd: %v", err)
+			return
+		}
+		r.busSent.Add(1)
+		return
+	}
+	body := payload(e)
+	body["event_metadata"] = map[string]any{"id": e.id, "event_type": e.typ, "time": e.at.Format(time.RFC3339Nano), "source": "openedx/lms/web"}
+	b, _ := json.Marshal(body)
+	for attempt := 0; attempt < 120; attempt++ {
+		req, _ := http.NewRequest(http.MethodPost, r.hookURL, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+hookToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				r.answered.Add(1)
+				return
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				r.t.Errorf("webhook %s answered %d", e.id, resp.StatusCode)
+				return
+			}
+		}
+		r.retried.Add(1)
+		time.Sleep(500 * time.Millisecond)
+	}
+	r.t.Errorf("webhook %s never accepted", e.id)
+}
