@@ -20,6 +20,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
+	"github.com/badgebridge/bridge/internal/eventbus"
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/mapping"
 	"github.com/badgebridge/bridge/internal/queue"
@@ -61,6 +62,8 @@ type parts struct {
 	host     *badgr.Client
 	registry *prometheus.Registry
 	webhook  *webhook.Handler
+	consumer *eventbus.Consumer // reads the Open edX event bus (work, run); status only (serve)
+	consume  bool
 	enqueuer *queue.Enqueuer
 	mapping  *mapping.Mapping
 }
@@ -84,8 +87,9 @@ func (a *App) Run(ctx context.Context) error {
 	web := a.command == CmdRun || a.command == CmdServe
 	work := a.command == CmdRun || a.command == CmdWork
 	// Local problems first: a bad mapping stops the start before any connection is made.
+	bus := work && cfg.EventBusRedisURL != ""
 	var m *mapping.Mapping
-	if web {
+	if web || bus {
 		var err error
 		if m, err = a.loadMapping(dev); err != nil {
 			return err
@@ -102,8 +106,15 @@ func (a *App) Run(ctx context.Context) error {
 	enq := queue.NewEnqueuer(aclient, lease+10*time.Second)
 	p.enqueuer, p.mapping = enq, m
 
-	if web {
+	if web || bus {
 		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
+	}
+	if cfg.EventBusRedisURL != "" {
+		if err := a.openEventBus(bgctx, p, bus); err != nil {
+			return err
+		}
+	}
+	if web {
 		auth, err := webhook.NewAuth(cfg.WebhookSecrets, cfg.WebhookTokens, cfg.WebhookQueryTokens)
 		if err != nil {
 			return err
@@ -164,6 +175,26 @@ func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("queue Redis unreachable: %w", err)
 	}
+	return nil
+}
+
+// openEventBus connects to the Open edX event-bus Redis. consume is true where the consumer
+// runs (run, work); serve uses it only for lag and pending in /v1/status.
+func (a *App) openEventBus(_ context.Context, p *parts, consume bool) error {
+	opt, err := redis.ParseURL(a.cfg.EventBusRedisURL)
+	if err != nil {
+		return errors.New("BRIDGE_EVENTBUS_REDIS_URL: not a valid Redis URL")
+	}
+	busRdb := redis.NewClient(opt)
+	p.closers = append(p.closers, func() { _ = busRdb.Close() })
+	var reg prometheus.Registerer
+	if consume {
+		reg = p.registry
+	}
+	p.consumer = eventbus.New(busRdb, p.rdb, p.intake, eventbus.Config{
+		Streams: a.cfg.EventBusStreams, Group: a.cfg.EventBusGroup, Start: a.cfg.EventBusStart,
+	}, a.log.With("component", "eventbus"), reg)
+	p.consume = consume
 	return nil
 }
 
@@ -234,6 +265,19 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 			return err
 		}
 	}
+	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBus()
+	busDone := make(chan struct{})
+	if p.consume {
+		go func() {
+			defer close(busDone)
+			if err := p.consumer.Run(busCtx); err != nil {
+				a.log.Error("event-bus consumer stopped", "err", err.Error())
+			}
+		}()
+	} else {
+		close(busDone)
+	}
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	for _, s := range []struct {
@@ -274,6 +318,9 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 			}
 		}
 	}
+	// The consumer acknowledges only what intake recorded: stopping it loses nothing.
+	stopBus()
+	<-busDone
 	if p.worker != nil {
 		p.worker.Shutdown()
 	}

@@ -57,6 +57,9 @@ func (a *App) adminRoutes(p *parts, web bool) http.Handler {
 		if p.host != nil {
 			api.HostLogin = p.host.LoginBlockedUntil
 		}
+		if p.consumer != nil {
+			api.BusStatus = func(ctx context.Context) (any, error) { return p.consumer.Status(ctx) }
+		}
 		api.Register(e.Group(""))
 	}
 	return e

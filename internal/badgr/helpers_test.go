@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/badgebridge/bridge/internal/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -23,24 +24,6 @@ const (
 	testClass    = "K829IK8RS6ercwkpeFOn-Q"
 	testEmail    = "learner@example.org"
 )
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // recorder is an http.RoundTripper that keeps a copy of every request.
 type recorder struct {
@@ -81,7 +64,7 @@ type env struct {
 	rdb  *redis.Client
 	sb   *Sandbox
 	srv  *httptest.Server
-	logs *syncBuffer
+	logs *testutil.Output
 	log  *slog.Logger
 	rec  *recorder
 }
@@ -92,7 +75,7 @@ func newEnv(t *testing.T, opts ...func(*SandboxOptions)) *env {
 	for _, f := range opts {
 		f(&o)
 	}
-	e := &env{t: t, mr: miniredis.RunT(t), logs: &syncBuffer{}}
+	e := &env{t: t, mr: miniredis.RunT(t), logs: &testutil.Output{}}
 	e.rdb = redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
 	t.Cleanup(func() { _ = e.rdb.Close() })
 	e.sb = NewSandbox(o)

@@ -182,6 +182,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.cfg.validate(); err != nil {
 		return err
 	}
+	if c.bus == nil || c.own == nil || c.handler == nil {
+		return errors.New("eventbus: bus client, own client and handler are required")
+	}
 	c.log.Info("event bus consumer started", "streams", c.cfg.Streams, "start", c.cfg.Start)
 	st := &runState{drain: map[string]string{}, uncountable: map[string]bool{}}
 	for {

@@ -169,10 +169,10 @@ func TestHandlerFailureIsRetried(t *testing.T) {
 	if got := c.outcomes(t, certStream, outcomeFailed); got != 3 {
 		t.Errorf("failed = %v, want 3", got)
 	}
-	if n := c.log.count("event intake failing; retrying with backoff, unacknowledged entries stay pending"); n != 1 {
+	if n := countLines(c.log, "event intake failing; retrying with backoff, unacknowledged entries stay pending"); n != 1 {
 		t.Errorf("%d intake failure warnings, want 1", n)
 	}
-	if n := c.log.count("event intake working again"); n != 1 {
+	if n := countLines(c.log, "event intake working again"); n != 1 {
 		t.Errorf("%d intake recovery lines, want 1", n)
 	}
 }

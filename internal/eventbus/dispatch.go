@@ -39,23 +39,29 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 	res, err := c.bus.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: int64(c.cfg.Count), Block: block,
 	}).Result()
-	if errors.Is(err, redis.Nil) { // BLOCK timed out: nothing new
-		c.busDown.recovered(c.log)
-		return true
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) { // Nil: BLOCK timed out, nothing new
 		c.busFailed(ctx, st, "read entries", err)
 		return false
 	}
 	c.busDown.recovered(c.log)
 
+	// A drained stream whose pending-list read came back empty (Redis lists it with no
+	// entries) reads new entries from now on.
+	got := make(map[string]bool, len(res))
+	for _, xs := range res {
+		if len(xs.Messages) > 0 {
+			got[xs.Stream] = true
+		}
+	}
+	for s := range st.drain {
+		if !got[s] {
+			delete(st.drain, s)
+		}
+	}
+
 	ok := true
 	for _, xs := range res {
 		from, draining := st.drain[xs.Stream]
-		if draining && len(xs.Messages) == 0 {
-			delete(st.drain, xs.Stream) // pending list done: read new entries from now on
-			continue
-		}
 		for _, m := range xs.Messages {
 			if err := c.process(ctx, st, xs.Stream, m); err != nil {
 				ok = false

@@ -123,27 +123,8 @@ func (h *fakeHandler) recordedIDs() []string {
 	return append([]string(nil), h.order...)
 }
 
-// logBuffer collects a consumer's log lines; at the end of the test they must not contain the
-// example e-mail address.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // count returns how many lines have the given message.
-func (b *logBuffer) count(msg string) int {
+func countLines(b *testutil.Output, msg string) int {
 	n := 0
 	for _, line := range strings.Split(b.String(), "\n") {
 		var rec struct{ Msg string }
@@ -154,9 +135,9 @@ func (b *logBuffer) count(msg string) int {
 	return n
 }
 
-func newTestLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func newTestLogger(t *testing.T) (*slog.Logger, *testutil.Output) {
 	t.Helper()
-	b := &logBuffer{}
+	b := &testutil.Output{}
 	t.Cleanup(func() {
 		if s := b.String(); strings.Contains(s, "@example.com") {
 			t.Errorf("an e-mail address was logged:\n%s", s)
@@ -178,7 +159,7 @@ func testConfig(name string, streams ...string) Config {
 // running is a consumer whose Run goroutine the test controls.
 type running struct {
 	*Consumer
-	log      *logBuffer
+	log      *testutil.Output
 	stop     func()
 	finished chan struct{}
 }

@@ -8,16 +8,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// leavePending makes consumer name read entries and stop before acknowledging them, as a
-// replica killed between read and acknowledgement would.
+// leavePending makes consumer name read entries (at most Count) and stop before acknowledging
+// them, as a replica killed between read and acknowledgement would. The group must not exist.
 func leavePending(t *testing.T, bus, own redis.UniversalClient, name, stream string, entries ...entry) {
 	t.Helper()
 	stuck := newFakeHandler()
 	stuck.block = true
 	stuck.called = make(chan string, len(entries))
-	c := start(t, bus, own, stuck, testConfig(name, stream))
-	eventually(t, "group created", func() bool { return groupExists(bus, stream) })
+	// Written before the group exists and read from the oldest, so one read takes them all.
 	produce(t, bus, stream, entries...)
+	cfg := testConfig(name, stream)
+	cfg.Start = StartOldest
+	c := start(t, bus, own, stuck, cfg)
 	select {
 	case <-stuck.called:
 	case <-time.After(waitTimeout):
@@ -83,7 +85,8 @@ func TestBusRedisRestart(t *testing.T) {
 	eventually(t, "first entry recorded", func() bool { return h.recorded() == 1 })
 
 	busServer.Stop()
-	time.Sleep(700 * time.Millisecond) // several failed retries
+	// Long enough to outlast go-redis's own retries of the command in flight.
+	time.Sleep(2 * time.Second)
 	if c.exited() {
 		t.Fatal("Run returned while the bus Redis was down")
 	}
@@ -95,13 +98,13 @@ func TestBusRedisRestart(t *testing.T) {
 	if c.exited() {
 		t.Fatal("Run returned")
 	}
-	if n := c.log.count("event bus Redis failing; retrying with backoff, unacknowledged entries stay pending"); n != 1 {
+	if n := countLines(c.log, "event bus Redis failing; retrying with backoff, unacknowledged entries stay pending"); n != 1 {
 		t.Errorf("%d outage warnings, want 1", n)
 	}
-	if n := c.log.count("event bus Redis working again"); n != 1 {
+	if n := countLines(c.log, "event bus Redis working again"); n != 1 {
 		t.Errorf("%d recovery lines, want 1", n)
 	}
-	if n := c.log.count("consumer group was missing and has been recreated; entries written before it was recreated may not be processed (run bridge backfill if in doubt)"); n != 1 {
+	if n := countLines(c.log, "consumer group was missing and has been recreated; entries written before it was recreated may not be processed (run bridge backfill if in doubt)"); n != 1 {
 		t.Errorf("%d group recreation warnings, want 1", n)
 	}
 }

@@ -54,7 +54,8 @@ func TestStatus(t *testing.T) {
 		eventually(t, "group created", func() bool { return groupExists(bus, certStream) })
 		ids := produce(t, bus, certStream, certEntry(t, eventID(3)), entry{eventType: edx.TypeCertificateRevoked, id: eventID(4), data: []byte{7}})
 		eventually(t, "processed", func() bool {
-			return h.recorded() == 3 && pendingCount(t, bus, certStream) == 0 && pendingCount(t, bus, badgesStream) == 0
+			dead, _ := own.XLen(ctx, certStream+".dead").Result()
+			return h.recorded() == 3 && dead == 1 && pendingCount(t, bus, certStream) == 0 && pendingCount(t, bus, badgesStream) == 0
 		})
 		r.stop()
 		got, err = r.Status(ctx)

@@ -20,7 +20,9 @@ func TestTrimmedBeforeRead(t *testing.T) {
 			bus, own, _, _ := redisPair(t)
 			cfg := testConfig("web-1", certStream)
 			if tc.bridgeGroup {
-				start(t, bus, own, newFakeHandler(), cfg).stop()
+				c := start(t, bus, own, newFakeHandler(), cfg)
+				eventually(t, "group created", func() bool { return groupExists(bus, certStream) })
+				c.stop()
 			} else if err := bus.XGroupCreateMkStream(ctx, certStream, testGroup, "0").Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +44,7 @@ func TestTrimmedBeforeRead(t *testing.T) {
 				t.Errorf("bridge_eventbus_trimmed_total = %v, want 40", got)
 			}
 			msg := "entries were trimmed from the stream before the consumer group read them; they are lost to the bridge: run bridge backfill"
-			if n := c.log.count(msg); n != 1 {
+			if n := countLines(c.log, msg); n != 1 {
 				t.Errorf("%d trimmed warnings, want 1", n)
 			}
 			c.stop()
@@ -55,7 +57,7 @@ func TestTrimmedBeforeRead(t *testing.T) {
 			if got := c.outcomes(t, certStream, outcomeTrimmed); got != 25 {
 				t.Errorf("trimmed after restart = %v, want 25", got)
 			}
-			if n := c.log.count(msg); n != 1 {
+			if n := countLines(c.log, msg); n != 1 {
 				t.Errorf("%d trimmed warnings after restart, want 1", n)
 			}
 		})
