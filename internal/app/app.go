@@ -195,6 +195,7 @@ func (a *App) openEventBus(_ context.Context, p *parts, consume bool) error {
 		Streams: a.cfg.EventBusStreams, Group: a.cfg.EventBusGroup, Start: a.cfg.EventBusStart,
 	}, a.log.With("component", "eventbus"), reg)
 	p.consume = consume
+	p.registry.MustRegister(p.consumer.Collector())
 	return nil
 }
 

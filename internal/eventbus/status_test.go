@@ -1,6 +1,12 @@
 package eventbus
 
 import (
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"context"
 	"testing"
 
@@ -68,6 +74,26 @@ func TestStatus(t *testing.T) {
 		}
 		if s := got[1]; s.Lag != 0 || s.Length != 2 || s.Dead != 0 {
 			t.Errorf("RESP%d, after run: %+v", protocol, s)
+		}
+		// The same numbers as Prometheus series.
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(r.Collector())
+		expected := fmt.Sprintf(`
+# HELP bridge_eventbus_dead_entries Length of the stream's dead-letter stream in the bridge's Redis.
+# TYPE bridge_eventbus_dead_entries gauge
+bridge_eventbus_dead_entries{stream=%q} 0
+bridge_eventbus_dead_entries{stream=%q} 1
+# HELP bridge_eventbus_lag Entries in the stream the bridge's group has not read yet (-1 when Redis cannot tell).
+# TYPE bridge_eventbus_lag gauge
+bridge_eventbus_lag{stream=%q} 0
+bridge_eventbus_lag{stream=%q} 0
+# HELP bridge_eventbus_pending Entries delivered to the bridge's group and not yet acknowledged.
+# TYPE bridge_eventbus_pending gauge
+bridge_eventbus_pending{stream=%q} 0
+bridge_eventbus_pending{stream=%q} 0
+`, badgesStream, certStream, badgesStream, certStream, badgesStream, certStream)
+		if err := promtest.GatherAndCompare(reg, strings.NewReader(expected)); err != nil {
+			t.Errorf("RESP%d metrics: %v", protocol, err)
 		}
 	}
 }
