@@ -110,7 +110,7 @@ func (a *App) Run(ctx context.Context) error {
 		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
 	}
 	if cfg.EventBusRedisURL != "" {
-		if err := a.openEventBus(bgctx, p, bus); err != nil {
+		if err := a.openEventBus(p, bus); err != nil {
 			return err
 		}
 	}
@@ -180,7 +180,7 @@ func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 
 // openEventBus connects to the Open edX event-bus Redis. consume is true where the consumer
 // runs (run, work); serve uses it only for lag and pending in /v1/status.
-func (a *App) openEventBus(_ context.Context, p *parts, consume bool) error {
+func (a *App) openEventBus(p *parts, consume bool) error {
 	opt, err := redis.ParseURL(a.cfg.EventBusRedisURL)
 	if err != nil {
 		return errors.New("BRIDGE_EVENTBUS_REDIS_URL: not a valid Redis URL")

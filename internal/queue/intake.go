@@ -80,10 +80,7 @@ func (in *Intake) apply(ctx context.Context, ev edx.Event) (Result, []ledger.Row
 		reason := fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)
 		return Result{Status: StatusIgnored, Reason: reason, Message: "ignored: " + reason}, nil, nil
 	}
-	updates, err := Updates(in.Mapping, ev, in.log())
-	if err != nil {
-		return Result{}, nil, err
-	}
+	updates := Updates(in.Mapping, ev, in.log())
 	if len(updates) == 0 && sig == edx.SignalSupports {
 		reason := fmt.Sprintf("no badge is mapped to %s", ev.Course.Raw)
 		if ev.Kind == edx.KindCertificate && ev.Mode != "" {
@@ -110,8 +107,9 @@ func (in *Intake) apply(ctx context.Context, ev edx.Event) (Result, []ledger.Row
 }
 
 // Updates turns the rules an event matches into ledger updates, rendering the award text now
-// so that it is stored with the fact.
-func Updates(m *mapping.Mapping, ev edx.Event, log *slog.Logger) ([]ledger.Update, error) {
+// so that it is stored with the fact. A template one event's values break leaves that part of the
+// text empty (logged) rather than holding the learner's badge back.
+func Updates(m *mapping.Mapping, ev edx.Event, log *slog.Logger) []ledger.Update {
 	sig := ev.Signal()
 	var out []ledger.Update
 	for _, r := range m.Match(ev) {
@@ -131,7 +129,7 @@ func Updates(m *mapping.Mapping, ev edx.Event, log *slog.Logger) ([]ledger.Updat
 		}
 		out = append(out, u)
 	}
-	return out, nil
+	return out
 }
 
 func (in *Intake) log() *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -121,3 +122,5 @@ func TestAnswers(t *testing.T) {
 		})
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

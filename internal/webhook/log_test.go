@@ -1,5 +1,0 @@
-package webhook
-
-import "log/slog"
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
