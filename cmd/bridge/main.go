@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -31,7 +32,8 @@ commands:
   run       web + workers in one process (the default; development mode when nothing is configured)
   serve     web only: webhooks, admin API, metrics, health
   work      workers, with health and metrics on the admin address
-  check     validate configuration and the mapping file; exit 1 with a list of problems
+  check     validate configuration and the mapping file; --remote also checks Redis, the
+            badge host (login, mapped badge classes) and the event-bus streams; exit 1 on problems
   version   print version, commit and Go version
 
 configuration comes from BRIDGE_* environment variables; see README.md`
@@ -76,28 +78,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// check validates what can be validated without network access.
+// check validates configuration and mapping; with --remote also Redis, the badge host and the
+// event-bus streams.
 func check(args []string, stdout, stderr io.Writer) int {
+	remote := false
 	for _, a := range args {
-		if a == "--remote" {
-			fmt.Fprintln(stderr, "bridge check: --remote is not available in this version; only local checks run")
+		if a != "--remote" {
+			fmt.Fprintf(stderr, "bridge check: unknown argument %q (want --remote or nothing)\n", a)
 			return 2
 		}
-		fmt.Fprintf(stderr, "bridge check: unknown argument %q\n", a)
-		return 2
+		remote = true
 	}
 	var problems []string
 	cfg, err := config.Load(context.Background())
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	var m *mapping.Mapping
 	switch {
 	case cfg.MappingFile != "":
-		if _, err := mapping.Load(cfg.MappingFile); err != nil {
+		if m, err = mapping.Load(cfg.MappingFile); err != nil {
 			problems = append(problems, err.Error())
 		}
 	case err == nil && !cfg.Dev:
 		problems = append(problems, "BRIDGE_MAPPING_FILE: not set; without a mapping no event earns a badge")
+	}
+	if remote && len(problems) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		problems = append(problems, app.CheckRemote(ctx, cfg, m, stdout)...)
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, "bridge check: problems found:")
@@ -106,7 +115,11 @@ func check(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	fmt.Fprintln(stdout, "bridge check: configuration and mapping are valid")
+	if remote {
+		fmt.Fprintln(stdout, "bridge check: configuration, mapping, Redis, badge host and event bus are ready")
+	} else {
+		fmt.Fprintln(stdout, "bridge check: configuration and mapping are valid")
+	}
 	return 0
 }
 
