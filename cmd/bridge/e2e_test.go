@@ -206,6 +206,14 @@ func TestProductionPath(t *testing.T) {
 			t.Fatalf("preview: %+v", pv)
 		}
 	}
+	dash, _ := http.NewRequest(http.MethodGet, "http://"+web.Admin+"/ui/queues/api/queues", nil)
+	if r, err := http.DefaultClient.Do(dash); err != nil || r.StatusCode != 401 {
+		t.Fatalf("dashboard without the password: %v %v", r, err)
+	}
+	dash.SetBasicAuth("anyone", adminTok)
+	if r, err := http.DefaultClient.Do(dash); err != nil || r.StatusCode != 200 {
+		t.Fatalf("dashboard with the admin token: %v %v", r, err)
+	}
 	if code := getJSON(t, "http://"+web.Admin+"/v1/awards", "wrong", nil); code != 401 {
 		t.Fatalf("admin API with a wrong token: %d", code)
 	}

@@ -66,6 +66,7 @@ type parts struct {
 	consume  bool
 	enqueuer *queue.Enqueuer
 	mapping  *mapping.Mapping
+	connOpt  asynq.RedisConnOpt // for the dashboard, which opens its own connection
 }
 
 // Run serves until ctx is cancelled (SIGTERM), then shuts down: listeners stop accepting, in-flight
@@ -157,7 +158,7 @@ func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 		if err != nil {
 			return err
 		}
-		p.rdb = rdb
+		p.rdb, p.connOpt = rdb, asynq.RedisClientOpt{Addr: mr.Addr()}
 		p.closers = append(p.closers, mr.Close, func() { _ = rdb.Close() })
 		return nil
 	}
@@ -168,7 +169,7 @@ func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 	if err != nil {
 		return err
 	}
-	p.rdb = rdb
+	p.rdb, p.connOpt = rdb, connOpt(cfg)
 	p.closers = append(p.closers, func() { _ = rdb.Close() })
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

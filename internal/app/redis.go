@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/config"
@@ -31,6 +32,21 @@ func openRedis(cfg config.Config) (redis.UniversalClient, error) {
 		opt.PoolSize = max(opt.PoolSize, cfg.WorkerConcurrency+20)
 		return redis.NewClient(opt), nil
 	}
+}
+
+// connOpt describes the queue Redis for asynq components that open their own connection.
+func connOpt(cfg config.Config) asynq.RedisConnOpt {
+	switch {
+	case len(cfg.RedisClusterAddrs) > 0:
+		return asynq.RedisClusterClientOpt{Addrs: cfg.RedisClusterAddrs}
+	case cfg.RedisSentinelMaster != "":
+		return asynq.RedisFailoverClientOpt{MasterName: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinelAddrs}
+	}
+	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil
+	}
+	return opt
 }
 
 // embeddedRedis starts the in-memory Redis of development mode. miniredis does not expire keys

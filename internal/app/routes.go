@@ -60,6 +60,12 @@ func (a *App) adminRoutes(p *parts, web bool) http.Handler {
 		if p.consumer != nil {
 			api.BusStatus = func(ctx context.Context) (any, error) { return p.consumer.Status(ctx) }
 		}
+		if p.connOpt != nil {
+			dash, closeDash := admin.Dashboard(p.connOpt, a.cfg.AdminToken)
+			p.closers = append(p.closers, closeDash)
+			e.Any(admin.DashboardRoot, echo.WrapHandler(http.RedirectHandler(admin.DashboardRoot+"/", http.StatusMovedPermanently)))
+			e.Any(admin.DashboardRoot+"/*", echo.WrapHandler(dash))
+		}
 		api.Register(e.Group(""))
 	}
 	return e
