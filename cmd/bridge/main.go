@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ commands:
   work      workers, with health and metrics on the admin address
   check     validate configuration and the mapping file; --remote also checks Redis, the
             badge host (login, mapped badge classes) and the event-bus streams; exit 1 on problems
+  backfill [--yes] FILE
+            award learners who earned certificates before the bridge existed: CSV with header
+            user_id,email,course_key,mode,issued_on[,name] or JSON Lines of webhook bodies;
+            without --yes it only prints what it would do
   version   print version, commit and Go version
 
 configuration comes from BRIDGE_* environment variables; see README.md`
@@ -57,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "check":
 		return check(args, stdout, stderr)
+	case "backfill":
+		return backfillCmd(args, stdout, stderr)
 	case app.CmdRun, app.CmdServe, app.CmdWork:
 	default:
 		fmt.Fprintf(stderr, "bridge: unknown command %q\n%s\n", cmd, usage)
@@ -119,6 +126,39 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "bridge check: configuration, mapping, Redis, badge host and event bus are ready")
 	} else {
 		fmt.Fprintln(stdout, "bridge check: configuration and mapping are valid")
+	}
+	return 0
+}
+
+func backfillCmd(args []string, stdout, stderr io.Writer) int {
+	apply, file := false, ""
+	for _, a := range args {
+		switch {
+		case a == "--yes":
+			apply = true
+		case file == "" && !strings.HasPrefix(a, "-"):
+			file = a
+		default:
+			fmt.Fprintf(stderr, "bridge backfill: unexpected argument %q\nusage: bridge backfill [--yes] FILE\n", a)
+			return 2
+		}
+	}
+	if file == "" {
+		fmt.Fprintln(stderr, "usage: bridge backfill [--yes] FILE")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "bridge: %v\n", err)
+		return 1
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	redis.SetLogger(app.RedisLogger{Log: log})
+	if _, err := app.New(cfg, "backfill", log, stdout).Backfill(ctx, file, apply, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "bridge backfill: %v\n", err)
+		return 1
 	}
 	return 0
 }

@@ -1,0 +1,290 @@
+package backfill
+
+import (
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/badgebridge/bridge/internal/edx"
+)
+
+// CSV column names (CONTRACT section 2).
+const (
+	colUserID   = "user_id"
+	colEmail    = "email"
+	colCourse   = "course_key"
+	colMode     = "mode"
+	colIssuedOn = "issued_on"
+	colName     = "name" // optional
+)
+
+const headerHint = "user_id,email,course_key,mode,issued_on[,name]"
+
+// idPrefix starts the event id of every CSV row.
+const idPrefix = "backfill-"
+
+// futureSkew is how far past the clock an issue date may lie (clock drift between the LMS
+// database and this host). A later date is refused: the ledger keeps the newest fact, so a
+// certificate dated in the future would outrank a real revocation until that date.
+const futureSkew = 5 * time.Minute
+
+// csvSource reads the CSV format: one certificate per row.
+type csvSource struct {
+	cr     *csv.Reader
+	offset int // lines before the header (blank lines skipped while detecting the format)
+	cols   columns
+	now    func() time.Time
+	pos    int
+}
+
+func newCSVSource(r io.Reader, offset int, name string, now func() time.Time) (*csvSource, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // a row of the wrong width is reported and skipped, not fatal
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		if pe, ok := csvSyntaxError(err); ok {
+			return nil, fmt.Errorf("%s:%d: header: invalid CSV: %w", name, pe.StartLine+offset, pe.Err)
+		}
+		return nil, fmt.Errorf("%s: read: %w", name, err)
+	}
+	s := &csvSource{cr: cr, offset: offset, now: now, pos: offset + 1}
+	if err := s.cols.parse(header); err != nil {
+		return nil, fmt.Errorf("%s:%d: header: %w", name, offset+1, err)
+	}
+	return s, nil
+}
+
+func (s *csvSource) position() int { return s.pos }
+
+func (s *csvSource) next() (item, error) {
+	for {
+		rec, err := s.cr.Read()
+		if err != nil {
+			if pe, ok := csvSyntaxError(err); ok {
+				s.pos = pe.Line + s.offset
+				return item{line: pe.StartLine + s.offset, err: fmt.Errorf("invalid CSV: %w", pe.Err)}, nil
+			}
+			return item{}, err // io.EOF or a read error
+		}
+		start, _ := s.cr.FieldPos(0)
+		end, _ := s.cr.FieldPos(len(rec) - 1)
+		s.pos = end + s.offset
+		if blank(rec) {
+			continue // spreadsheets save empty rows as ",,,,"
+		}
+		ev, err := s.cols.event(rec, s.now())
+		if err != nil {
+			return item{line: start + s.offset, err: err}, nil
+		}
+		return item{line: start + s.offset, ev: ev}, nil
+	}
+}
+
+func blank(rec []string) bool {
+	for _, f := range rec {
+		if strings.TrimSpace(f) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// columns is where each column sits in a row.
+type columns struct {
+	userID, email, course, mode, issuedOn, name int // name is -1 when the file has none
+	width                                       int
+}
+
+// parse reads the header. Columns may come in any order; an unknown column is an error rather
+// than ignored, because it usually means a misspelt required one or a file meant for another
+// tool, and guessing would award the wrong thing.
+func (c *columns) parse(header []string) error {
+	slots := map[string]*int{
+		colUserID: &c.userID, colEmail: &c.email, colCourse: &c.course,
+		colMode: &c.mode, colIssuedOn: &c.issuedOn, colName: &c.name,
+	}
+	for _, p := range slots {
+		*p = -1
+	}
+	c.width = len(header)
+	var unknown, twice []string
+	known := 0
+	for i, cell := range header {
+		cell = strings.TrimSpace(cell)
+		p, ok := slots[cell]
+		switch {
+		case !ok:
+			unknown = append(unknown, quote(cell))
+		case *p >= 0:
+			twice = append(twice, cell)
+		default:
+			*p = i
+			known++
+		}
+	}
+	if known == 0 {
+		// Most likely a file without a header: do not repeat its first row, which holds an
+		// e-mail address.
+		return fmt.Errorf("the first line is not the CSV header %s", headerHint)
+	}
+	var problems []string
+	if len(unknown) > 0 {
+		problems = append(problems, fmt.Sprintf("unknown column(s) %s", strings.Join(unknown, ", ")))
+	}
+	if len(twice) > 0 {
+		problems = append(problems, fmt.Sprintf("column(s) given twice: %s", strings.Join(twice, ", ")))
+	}
+	var missing []string
+	for _, col := range []string{colUserID, colEmail, colCourse, colMode, colIssuedOn} {
+		if *slots[col] < 0 {
+			missing = append(missing, col)
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, fmt.Sprintf("missing column(s) %s", strings.Join(missing, ", ")))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s (want %s, in any order)", strings.Join(problems, "; "), headerHint)
+	}
+	return nil
+}
+
+// event turns a row into the certificate.created event the LMS would have sent for it.
+func (c *columns) event(rec []string, now time.Time) (edx.Event, error) {
+	if len(rec) != c.width {
+		what := "a column is missing"
+		if len(rec) > c.width {
+			what = "extra columns"
+		}
+		return edx.Event{}, fmt.Errorf("%d fields, but the header has %d: %s", len(rec), c.width, what)
+	}
+	uid, err := parseUserID(rec[c.userID])
+	if err != nil {
+		return edx.Event{}, err
+	}
+	email := strings.TrimSpace(rec[c.email])
+	switch {
+	case email == "":
+		return edx.Event{}, &edx.FieldError{Path: colEmail, Problem: "missing"}
+	case !plausibleEmail(email):
+		return edx.Event{}, &edx.FieldError{Path: colEmail, Problem: "not a plausible e-mail address"}
+	}
+	raw := strings.TrimSpace(rec[c.course])
+	if raw == "" {
+		return edx.Event{}, &edx.FieldError{Path: colCourse, Problem: "missing"}
+	}
+	course, err := edx.ParseCourseKey(raw)
+	if err != nil {
+		return edx.Event{}, &edx.FieldError{Path: colCourse, Problem: strings.TrimPrefix(err.Error(), "course key ")}
+	}
+	issued, err := parseIssuedOn(rec[c.issuedOn], now)
+	if err != nil {
+		return edx.Event{}, err
+	}
+	ev := edx.Event{
+		ID:     eventID(uid, course.Raw, issued),
+		Type:   edx.TypeCertificateCreated,
+		Kind:   edx.KindCertificate,
+		Time:   issued,
+		UserID: uid,
+		Email:  email,
+		Course: course,
+		Mode:   strings.TrimSpace(rec[c.mode]),
+		// Only passing certificates belong in a backfill file, and "downloadable" is the status
+		// of an issued one.
+		Status: "downloadable",
+	}
+	if c.name >= 0 {
+		ev.Name = strings.TrimSpace(rec[c.name])
+	}
+	return ev, nil
+}
+
+// eventID is the event id of a CSV row: derived from the certificate alone, so that a second
+// run of the same file (or of an export in another date format) is recognised as a duplicate
+// instead of being recorded again.
+func eventID(userID int64, courseKey string, issuedOn time.Time) string {
+	key := strconv.FormatInt(userID, 10) + "|" + courseKey + "|" +
+		issuedOn.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	sum := sha256.Sum256([]byte(key))
+	return idPrefix + hex.EncodeToString(sum[:16])
+}
+
+// parseUserID reads an LMS user id as the webhook does: decimal digits, at least 1 (0 is a
+// placeholder, not a learner).
+func parseUserID(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, &edx.FieldError{Path: colUserID, Problem: "missing"}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || s[0] == '+' {
+		return 0, &edx.FieldError{Path: colUserID, Problem: quote(s) + " is not a user id (want a positive integer)"}
+	}
+	return n, nil
+}
+
+// issuedLayouts are the forms a certificate date comes in: the webhook's time forms (RFC 3339,
+// Python's str(), naive UTC as Django stores it) and a plain date for hand-made files. Go
+// accepts a fraction of any length after the seconds even where the layout has none.
+var issuedLayouts = []string{
+	time.RFC3339,
+	"2006-01-02 15:04:05Z07:00",
+	"2006-01-02T15:04:05Z0700",
+	"2006-01-02 15:04:05Z0700",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05",
+	"2006-01-02", // midnight UTC
+}
+
+// parseIssuedOn reads the issue date into UTC with the microsecond precision the ledger
+// compares at.
+func parseIssuedOn(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, &edx.FieldError{Path: colIssuedOn, Problem: "missing"}
+	}
+	upper := strings.ToUpper(s) // RFC 3339 allows a lower-case t and z
+	for _, layout := range issuedLayouts {
+		t, err := time.Parse(layout, upper)
+		if err != nil {
+			continue
+		}
+		t = t.UTC().Truncate(time.Microsecond)
+		if t.After(now.Add(futureSkew)) {
+			return time.Time{}, &edx.FieldError{Path: colIssuedOn, Problem: quote(s) + " is in the future"}
+		}
+		return t, nil
+	}
+	return time.Time{}, &edx.FieldError{Path: colIssuedOn,
+		Problem: quote(s) + " is not a time (want RFC 3339, 2024-05-27 12:25:45.678901+00:00 or 2024-05-27)"}
+}
+
+// maxEmailLen is the longest address SMTP can carry (RFC 5321 path limit).
+const maxEmailLen = 254
+
+// plausibleEmail applies the webhook's check (edx keeps its own unexported): one "@" between
+// non-empty parts, no white space or control characters. The badge host validates further.
+func plausibleEmail(s string) bool {
+	if len(s) > maxEmailLen {
+		return false
+	}
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
