@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -71,18 +72,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cfg, err := config.Load(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "bridge: %v\n", err)
+	a, log, ok := setup(ctx, cmd, stdout, stderr)
+	if !ok {
 		return 1
 	}
-	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	redis.SetLogger(app.RedisLogger{Log: log})
-	if err := app.New(cfg, cmd, log, stdout).Run(ctx); err != nil {
+	if err := a.Run(ctx); err != nil {
 		log.Error("bridge stopped with an error", "err", err.Error())
 		return 1
 	}
 	return 0
+}
+
+// setup reads the configuration once (a bad value: one line naming it) and builds the logger
+// and the App for cmd.
+func setup(ctx context.Context, cmd string, stdout, stderr io.Writer) (*app.App, *slog.Logger, bool) {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "bridge: %v\n", err)
+		return nil, nil, false
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	redis.SetLogger(app.RedisLogger{Log: log})
+	return app.New(cfg, cmd, log, stdout), log, true
 }
 
 // check validates configuration and mapping; with --remote also Redis, the badge host and the
@@ -149,14 +160,11 @@ func backfillCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cfg, err := config.Load(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "bridge: %v\n", err)
+	a, _, ok := setup(ctx, "backfill", stdout, stderr)
+	if !ok {
 		return 1
 	}
-	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	redis.SetLogger(app.RedisLogger{Log: log})
-	if _, err := app.New(cfg, "backfill", log, stdout).Backfill(ctx, file, apply, stdout, stderr); err != nil {
+	if _, err := a.Backfill(ctx, file, apply, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "bridge backfill: %v\n", err)
 		return 1
 	}

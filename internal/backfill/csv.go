@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/badgebridge/bridge/internal/edx"
 )
@@ -174,7 +172,7 @@ func (c *columns) event(rec []string, now time.Time) (edx.Event, error) {
 	switch {
 	case email == "":
 		return edx.Event{}, &edx.FieldError{Path: colEmail, Problem: "missing"}
-	case !plausibleEmail(email):
+	case !edx.PlausibleEmail(email):
 		return edx.Event{}, &edx.FieldError{Path: colEmail, Problem: "not a plausible e-mail address"}
 	}
 	raw := strings.TrimSpace(rec[c.course])
@@ -232,19 +230,6 @@ func parseUserID(s string) (int64, error) {
 	return n, nil
 }
 
-// issuedLayouts are the forms a certificate date comes in: the webhook's time forms (RFC 3339,
-// Python's str(), naive UTC as Django stores it) and a plain date for hand-made files. Go
-// accepts a fraction of any length after the seconds even where the layout has none.
-var issuedLayouts = []string{
-	time.RFC3339,
-	"2006-01-02 15:04:05Z07:00",
-	"2006-01-02T15:04:05Z0700",
-	"2006-01-02 15:04:05Z0700",
-	"2006-01-02T15:04:05",
-	"2006-01-02 15:04:05",
-	"2006-01-02", // midnight UTC
-}
-
 // parseIssuedOn reads the issue date into UTC with the microsecond precision the ledger
 // compares at.
 func parseIssuedOn(s string, now time.Time) (time.Time, error) {
@@ -252,39 +237,18 @@ func parseIssuedOn(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, &edx.FieldError{Path: colIssuedOn, Problem: "missing"}
 	}
-	upper := strings.ToUpper(s) // RFC 3339 allows a lower-case t and z
-	for _, layout := range issuedLayouts {
-		t, err := time.Parse(layout, upper)
+	t, ok := edx.ParseTime(s)
+	if !ok {
+		// A plain date, for hand-made files: midnight UTC.
+		d, err := time.Parse("2006-01-02", s)
 		if err != nil {
-			continue
+			return time.Time{}, &edx.FieldError{Path: colIssuedOn,
+				Problem: quote(s) + " is not a time (want RFC 3339, 2024-05-27 12:25:45.678901+00:00 or 2024-05-27)"}
 		}
-		t = t.UTC().Truncate(time.Microsecond)
-		if t.After(now.Add(futureSkew)) {
-			return time.Time{}, &edx.FieldError{Path: colIssuedOn, Problem: quote(s) + " is in the future"}
-		}
-		return t, nil
+		t = d
 	}
-	return time.Time{}, &edx.FieldError{Path: colIssuedOn,
-		Problem: quote(s) + " is not a time (want RFC 3339, 2024-05-27 12:25:45.678901+00:00 or 2024-05-27)"}
-}
-
-// maxEmailLen is the longest address SMTP can carry (RFC 5321 path limit).
-const maxEmailLen = 254
-
-// plausibleEmail applies the webhook's check (edx keeps its own unexported): one "@" between
-// non-empty parts, no white space or control characters. The badge host validates further.
-func plausibleEmail(s string) bool {
-	if len(s) > maxEmailLen {
-		return false
+	if t.After(now.Add(futureSkew)) {
+		return time.Time{}, &edx.FieldError{Path: colIssuedOn, Problem: quote(s) + " is in the future"}
 	}
-	local, domain, ok := strings.Cut(s, "@")
-	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
-			return false
-		}
-	}
-	return true
+	return t, nil
 }

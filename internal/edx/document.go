@@ -206,7 +206,9 @@ const timeWant = "want RFC 3339 or 2024-05-27 12:25:45.678901+00:00"
 
 // parseEventTime parses an event time into UTC with the microsecond precision of the
 // platform's datetimes, so a time survives every shape and the bus unchanged.
-func parseEventTime(s string) (time.Time, bool) {
+// ParseTime reads an event time in any form senders use (RFC 3339, Python's str() form, naive =
+// UTC) into UTC at the microsecond precision the ledger compares at.
+func ParseTime(s string) (time.Time, bool) {
 	s = strings.ToUpper(strings.TrimSpace(s)) // RFC 3339 allows a lower-case t and z
 	if len(s) > 64 {
 		return time.Time{}, false
@@ -228,7 +230,7 @@ func (d document) eventTime(path string, received time.Time) (t time.Time, missi
 	if strings.TrimSpace(s) == "" {
 		return received.UTC().Truncate(time.Microsecond), true, nil
 	}
-	t, ok := parseEventTime(s)
+	t, ok := ParseTime(s)
 	if !ok {
 		return time.Time{}, false, d.fail(path, show(s)+" is not a time ("+timeWant+")")
 	}
@@ -238,10 +240,10 @@ func (d document) eventTime(path string, received time.Time) (t time.Time, missi
 // maxEmailLen is the longest address SMTP can carry (RFC 5321 path limit).
 const maxEmailLen = 254
 
-// plausibleEmail reports whether s can be an e-mail address: one "@" between non-empty
+// PlausibleEmail reports whether s can be an e-mail address: one "@" between non-empty
 // parts, no white space or control characters. The badge host validates further; this
 // catches a field mapped to the wrong value.
-func plausibleEmail(s string) bool {
+func PlausibleEmail(s string) bool {
 	if len(s) > maxEmailLen {
 		return false
 	}

@@ -58,8 +58,8 @@ func checkEvent(t *testing.T, ev Event) {
 	if kind, ok := KindOf(ev.Type); !ok || kind != ev.Kind {
 		t.Fatalf("Type %q Kind %q", ev.Type, ev.Kind)
 	}
-	if ev.UserID <= 0 || !plausibleEmail(ev.Email) {
-		t.Fatalf("UserID %d, e-mail plausible %v", ev.UserID, plausibleEmail(ev.Email))
+	if ev.UserID <= 0 || !PlausibleEmail(ev.Email) {
+		t.Fatalf("UserID %d, e-mail plausible %v", ev.UserID, PlausibleEmail(ev.Email))
 	}
 	if ev.Kind == KindCertificate && strings.TrimSpace(ev.Status) == "" {
 		t.Fatal("certificate event without a status")

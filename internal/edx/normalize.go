@@ -121,7 +121,7 @@ func (d document) user(path string, ev *Event) error {
 	if ev.Email, err = d.required(emailPath); err != nil {
 		return err
 	}
-	if !plausibleEmail(ev.Email) {
+	if !PlausibleEmail(ev.Email) {
 		return d.fail(emailPath, "not a plausible e-mail address")
 	}
 	if ev.Username, err = d.optional(path + ".pii.username"); err != nil {
