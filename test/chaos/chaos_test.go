@@ -177,6 +177,12 @@ chaos run: %d learners, seed %d, events over %s, outage %s
 		expected, final.found, final.duplicates, final.missing, final.wronglyHeld, maxConverge.Round(100*time.Millisecond))
 	fmt.Print(report)
 	t.Log(report)
+	// go test hides a passing package's output: CI asks for the table in a file to print it.
+	if path := os.Getenv("CHAOS_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			t.Errorf("write chaos report: %v", err)
+		}
+	}
 	if final.missing != 0 || final.duplicates != 0 || final.wronglyHeld != 0 {
 		t.Fatalf("the host does not match the model: %s", report)
 	}
