@@ -100,16 +100,8 @@ type sbValidated struct {
 }
 
 func (s *Sandbox) handleAward(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r) {
-		return
-	}
-	classID := r.PathValue("id")
-	if !s.classExists(classID) {
-		s.writeNotFound(w, r)
-		return
-	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
+	classID, raw, ok := s.classBody(w, r, 1<<20)
+	if !ok {
 		return
 	}
 	var keys map[string]json.RawMessage
@@ -359,6 +351,24 @@ func formatISO(t time.Time) string {
 	return formatMicros(t)
 }
 
+// classBody is the common start of the issuing routes on one badge class: a valid token, a
+// known class, the body read up to limit. ok is false once an answer was written.
+func (s *Sandbox) classBody(w http.ResponseWriter, r *http.Request, limit int64) (classID string, raw []byte, ok bool) {
+	if !s.authorize(w, r) {
+		return "", nil, false
+	}
+	classID = r.PathValue("id")
+	if !s.classExists(classID) {
+		s.writeNotFound(w, r)
+		return "", nil, false
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, limit))
+	if err != nil {
+		return "", nil, false
+	}
+	return classID, raw, true
+}
+
 func (s *Sandbox) classExists(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -369,16 +379,8 @@ func (s *Sandbox) classExists(id string) bool {
 // --- batch award ---
 
 func (s *Sandbox) handleBatchAward(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r) {
-		return
-	}
-	classID := r.PathValue("id")
-	if !s.classExists(classID) {
-		s.writeNotFound(w, r)
-		return
-	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
-	if err != nil {
+	classID, raw, ok := s.classBody(w, r, 8<<20)
+	if !ok {
 		return
 	}
 	var body struct {
