@@ -319,3 +319,52 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	web.Stop(t, 30*time.Second)
 }
+
+// TestRedisDownAnswers503: with the queue Redis unreachable a webhook is refused with 503 and
+// Retry-After (the sender retries), /readyz says unready, and all recovers with Redis.
+func TestRedisDownAnswers503(t *testing.T) {
+	db := testutil.StartRedis(t)
+	mapping := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(mapping, []byte("badges:\n  - name: Demo\n    badge_class: DownClass000000000001\n    when:\n      courses: [\"course-v1:OpenedX+DemoX+*\"]\n"), 0o600)
+	tok := "bearer-token-0123456789abcdef0123456789"
+	web := start(t, []string{"BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_MAPPING_FILE=" + mapping, "BRIDGE_WEBHOOK_TOKENS=" + tok}, "serve")
+	body, _ := os.ReadFile("../../internal/edx/testdata/certificate-created.json")
+	send := func() *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+web.HTTP+"/v1/webhooks/openedx", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}
+	db.Stop()
+	began := time.Now()
+	r, err := http.DefaultClient.Do(send())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a struct{ Message string }
+	json.NewDecoder(r.Body).Decode(&a)
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || a.Message == "" {
+		t.Fatalf("with Redis down: %d Retry-After=%q message=%q", r.StatusCode, r.Header.Get("Retry-After"), a.Message)
+	}
+	if d := time.Since(began); d > 15*time.Second {
+		t.Fatalf("the 503 took %s", d)
+	}
+	if r, err := http.Get("http://" + web.HTTP + "/readyz"); err != nil || r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with Redis down: %v %v", r, err)
+	}
+	db.Restart(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := http.DefaultClient.Do(send())
+		if err == nil && r.StatusCode == 200 {
+			r.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after Redis came back: %v %v", r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	web.Stop(t, 30*time.Second)
+}
