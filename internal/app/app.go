@@ -228,7 +228,11 @@ func (a *App) openHost(ctx context.Context, dev bool, p *parts, d *devSetup) err
 		if !dev {
 			return cfg.RequireBadgeHost()
 		}
-		url, user, pass, stop, err := startSandbox(a.log)
+		var classes []string
+		if p.mapping != nil {
+			classes = p.mapping.BadgeClasses()
+		}
+		url, user, pass, stop, err := startSandbox(a.log, classes)
 		if err != nil {
 			return err
 		}

@@ -31,9 +31,11 @@ func randomToken() string {
 
 // startSandbox serves an in-process badge host on a loopback port, so development mode goes
 // through the same HTTP client as production.
-func startSandbox(log *slog.Logger) (url, user, pass string, stop func(), err error) {
+// It holds the demo badge class and every class the mapping names, so a mapping file tried in
+// development mode awards too.
+func startSandbox(log *slog.Logger, classes []string) (url, user, pass string, stop func(), err error) {
 	user, pass = "sandbox", randomToken()
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: user, Password: pass, BadgeClasses: []string{DemoBadgeClass}})
+	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: user, Password: pass, BadgeClasses: append([]string{DemoBadgeClass}, classes...)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", "", "", nil, fmt.Errorf("start sandbox badge host: %w", err)

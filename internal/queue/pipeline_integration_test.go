@@ -325,3 +325,32 @@ func TestRedisDataLossDoesNotDuplicate(t *testing.T) {
 		t.Fatalf("%d unrevoked assertions, want 1", n)
 	}
 }
+
+// A learner's e-mail change neither awards again nor blocks revocation.
+func TestEmailChangeNeitherReawardsNorBlocksRevocation(t *testing.T) {
+	p := newPipeline(t)
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Hour)
+	if _, err := p.intake.Handle(ctx, certEvent("m-1", 12, "old@example.org", edx.TypeCertificateCreated, "downloadable", t0), "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitIssued(t, 12)
+	// A later save of the certificate carries the new address.
+	if _, err := p.intake.Handle(ctx, certEvent("m-2", 12, "New@Example.org", edx.TypeCertificateChanged, "downloadable", t0.Add(time.Minute)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(p.settle + 500*time.Millisecond)
+	if got := p.unrevoked(); len(got) != 1 || got["old@example.org"] != 1 {
+		t.Fatalf("after the e-mail change the host holds %v, want only the original award", got)
+	}
+	if _, err := p.intake.Handle(ctx, certEvent("m-3", 12, "new@example.org", edx.TypeCertificateRevoked, "unavailable", t0.Add(2*time.Minute)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(p.unrevoked()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("revocation did not reach the award made to the old address: %v", p.unrevoked())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
