@@ -47,16 +47,19 @@ func (l *Ledger) RecordEvent(ctx context.Context, rec EventRecord) error {
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	if err := l.rdb.SetNX(ctx, l.eventKey(rec.ID), b, l.opts.EventRetention).Err(); err != nil {
-		return fmt.Errorf("record event: %w", err)
-	}
-	if rec.UserID != 0 {
-		// Indexed by learner so an erase can find them.
-		k := l.userKey(rec.UserID) + ":events"
-		if err := l.rdb.SAdd(ctx, k, rec.ID).Err(); err != nil {
-			return fmt.Errorf("record event: %w", err)
+	// One round trip: this is the last step before a webhook is answered.
+	_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SetNX(ctx, l.eventKey(rec.ID), b, l.opts.EventRetention)
+		if rec.UserID != 0 {
+			// Indexed by learner so an erase can find them.
+			k := l.userKey(rec.UserID) + ":events"
+			p.SAdd(ctx, k, rec.ID)
+			p.Expire(ctx, k, l.opts.EventRetention)
 		}
-		l.rdb.Expire(ctx, k, l.opts.EventRetention)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record event: %w", err)
 	}
 	return nil
 }

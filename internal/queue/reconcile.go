@@ -175,6 +175,10 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	if !ok {
 		return outcome{fields: f, next: timerAt}, nil
 	}
+	if row.Email == "" {
+		f["state"], f["reason"] = ledger.StateFailed, "no e-mail address known for the learner"
+		return outcome{fields: f}, nil
+	}
 	// issuedOn is the event time capped at now; a minute's margin keeps a host whose clock is
 	// behind ours from refusing it ("Only issuedOn dates in the past are acceptable").
 	issuedOn := time.UnixMicro(award.First)
@@ -185,10 +189,6 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 		Email: row.Email, IssuedOn: issuedOn.UTC(), Narrative: award.Award.Narrative,
 		EvidenceURL: award.Award.EvidenceURL, Notify: award.Award.Notify,
 		IdempotencyKey: fmt.Sprintf("%s:%d:%d", k.BadgeClass, k.UserID, row.Generation),
-	}
-	if row.Email == "" {
-		f["state"], f["reason"] = ledger.StateFailed, "no e-mail address known for the learner"
-		return outcome{fields: f}, nil
 	}
 	if d := award.Award.ExpiresAfter; d > 0 {
 		exp := issuedOn.Add(d).UTC()

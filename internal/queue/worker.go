@@ -72,9 +72,6 @@ func (w *Worker) Shutdown() {
 	w.wg.Wait()
 }
 
-// Ping tells whether the worker's Redis answers (for /readyz).
-func (w *Worker) Ping() error { return w.srv.Ping() }
-
 type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
