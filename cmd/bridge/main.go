@@ -92,6 +92,7 @@ func setup(ctx context.Context, cmd string, stdout, stderr io.Writer) (*app.App,
 		return nil, nil, false
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	// go-redis's logger is process-wide: set once, here, before any Redis client exists.
 	redis.SetLogger(app.RedisLogger{Log: log})
 	return app.New(cfg, cmd, log, stdout), log, true
 }
@@ -122,6 +123,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 		problems = append(problems, "BRIDGE_MAPPING_FILE: not set; without a mapping no event earns a badge")
 	}
 	if remote && len(problems) == 0 {
+		// go-redis's logger is process-wide: set once, before any client exists. Its retry lines
+		// would repeat what the check reports, so they show at debug level only.
+		redis.SetLogger(app.RedisLogger{Log: app.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat), Level: slog.LevelDebug})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		problems = append(problems, app.CheckRemote(ctx, cfg, m, stdout)...)
@@ -134,7 +138,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if remote {
-		fmt.Fprintln(stdout, "bridge check: configuration, mapping, Redis, badge host and event bus are ready")
+		fmt.Fprintln(stdout, app.RemoteReady(cfg))
 	} else {
 		fmt.Fprintln(stdout, "bridge check: configuration and mapping are valid")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ type API struct {
 	Queue     string                                     // the asynq queue of reconcile jobs
 	BusStatus func(context.Context) (any, error)         // event-bus lag and pending, nil when off
 	HostLogin func(context.Context) (time.Time, error)   // until when badge-host login is blocked
+	// QueuedJob gives the id of the reconcile job waiting for a row ("" for none), so that an
+	// erase deletes it; EraseDeadLetters removes the learner's event-bus dead letters.
+	QueuedJob        func(context.Context, ledger.RowKey) (string, error)
+	EraseDeadLetters func(ctx context.Context, userID int64) (int, error)
 }
 
 // Register mounts the routes on g. Without a token the admin API is off: every route answers
@@ -48,7 +53,8 @@ func (a *API) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 		if a.Token == "" {
 			return c.JSON(http.StatusNotFound, map[string]string{"message": "admin API is off: set BRIDGE_ADMIN_TOKEN"})
 		}
-		tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		scheme, tok, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer") // RFC 7235: the scheme is case-insensitive
 		got := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="badge-bridge admin"`)
@@ -97,33 +103,53 @@ func toAward(r *ledger.Row) Award {
 }
 
 func (a *API) awards(c echo.Context) error {
-	f := ledger.Filter{
-		Email: c.QueryParam("email"), Course: c.QueryParam("course"),
-		BadgeClass: c.QueryParam("badge_class"), State: c.QueryParam("state"),
+	f, err := pageFilter(c)
+	if err != nil {
+		return message(c, http.StatusBadRequest, err.Error())
 	}
+	f.Email, f.Course = c.QueryParam("email"), c.QueryParam("course")
+	f.BadgeClass, f.State = c.QueryParam("badge_class"), c.QueryParam("state")
+	return a.page(c, f, "awards")
+}
+
+// pageFilter reads the query parameters every listing takes: user_id, limit and cursor.
+func pageFilter(c echo.Context) (ledger.Filter, error) {
+	f := ledger.Filter{Cursor: c.QueryParam("cursor")}
 	if s := c.QueryParam("user_id"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n <= 0 {
-			return c.JSON(http.StatusBadRequest, map[string]string{"message": "user_id: want a positive integer"})
+			return f, errors.New("user_id: want a positive integer")
 		}
 		f.UserID = n
 	}
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			return c.JSON(http.StatusBadRequest, map[string]string{"message": "limit: want 1 to 1000"})
+			return f, errors.New("limit: want 1 to 1000")
 		}
 		f.Limit = n
 	}
-	rows, err := a.Ledger.List(c.Request().Context(), f)
-	if err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "ledger unavailable: " + err.Error()})
+	return f, nil
+}
+
+// page answers one page of rows under name, with the cursor of the next page.
+func (a *API) page(c echo.Context, f ledger.Filter, name string) error {
+	p, err := a.Ledger.Page(c.Request().Context(), f)
+	if errors.Is(err, ledger.ErrBadCursor) {
+		return message(c, http.StatusBadRequest, err.Error())
 	}
-	out := make([]Award, 0, len(rows))
-	for _, r := range rows {
+	if err != nil {
+		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
+	}
+	out := make([]Award, 0, len(p.Rows))
+	for _, r := range p.Rows {
 		out = append(out, toAward(r))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"awards": out, "count": len(out)})
+	msg := strconv.Itoa(len(out)) + " row(s)"
+	if p.Next != "" {
+		msg += "; more with ?cursor=" + p.Next
+	}
+	return c.JSON(http.StatusOK, map[string]any{name: out, "count": len(out), "next_cursor": p.Next, "message": msg})
 }
 
 func (a *API) event(c echo.Context) error {

@@ -2,12 +2,11 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,22 +21,23 @@ func message(c echo.Context, code int, msg string) error {
 }
 
 func (a *API) failures(c echo.Context) error {
-	rows, err := a.Ledger.List(c.Request().Context(), ledger.Filter{State: ledger.StateFailed, Limit: 1000})
+	f, err := pageFilter(c)
 	if err != nil {
-		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
+		return message(c, http.StatusBadRequest, err.Error())
 	}
-	out := make([]Award, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, toAward(r))
-	}
-	return c.JSON(http.StatusOK, map[string]any{"failures": out, "count": len(out)})
+	f.State, f.BadgeClass = ledger.StateFailed, c.QueryParam("badge_class")
+	return a.page(c, f, "failures")
 }
 
+// retryBatch is how many parked rows one round trip puts back.
+const retryBatch = 500
+
 // retryFailures puts parked rows back to work: all of them, or those named by
-// ?badge_class= / ?user_id=.
+// ?badge_class= / ?user_id=. It walks the index of parked rows a batch at a time, so any number
+// of them costs bounded memory; the sweeper queues each at its next pass.
 func (a *API) retryFailures(c echo.Context) error {
 	ctx := c.Request().Context()
-	f := ledger.Filter{State: ledger.StateFailed, BadgeClass: c.QueryParam("badge_class"), Limit: 100000}
+	f := ledger.Filter{State: ledger.StateFailed, BadgeClass: c.QueryParam("badge_class"), Limit: retryBatch}
 	if s := c.QueryParam("user_id"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n <= 0 {
@@ -45,25 +45,41 @@ func (a *API) retryFailures(c echo.Context) error {
 		}
 		f.UserID = n
 	}
-	rows, err := a.Ledger.List(ctx, f)
-	if err != nil {
-		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
-	}
-	var queued []string
-	for _, r := range rows {
-		if err := a.Ledger.Retry(ctx, r.Key); err != nil {
-			return message(c, http.StatusServiceUnavailable, err.Error())
+	total, batches := 0, 0
+	var sample []string
+	for {
+		p, err := a.Ledger.Page(ctx, f)
+		if err != nil {
+			return message(c, http.StatusServiceUnavailable, fmt.Sprintf("ledger unavailable after %d row(s) were put back: %v", total, err))
 		}
-		// The owed mark already guarantees the retry; the job only makes it prompt.
-		if a.Enqueue != nil {
-			_ = a.Enqueue(ctx, r.Key)
+		keys := make([]ledger.RowKey, 0, len(p.Rows))
+		for _, r := range p.Rows {
+			keys = append(keys, r.Key)
+			if len(sample) < maxListed {
+				sample = append(sample, r.Key.String())
+			}
 		}
-		queued = append(queued, r.Key.String())
+		n, err := a.Ledger.Retry(ctx, keys...)
+		total += n
+		if err != nil {
+			return message(c, http.StatusServiceUnavailable, fmt.Sprintf("%v (%d row(s) were put back before)", err, total))
+		}
+		if len(keys) > 0 {
+			batches++
+		}
+		if p.Next == "" {
+			break
+		}
+		f.Cursor = p.Next
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"message": strconv.Itoa(len(queued)) + " parked row(s) queued for another reconcile", "rows": queued,
+		"message": strconv.Itoa(total) + " parked row(s) put back; the workers reconcile them at their next sweep",
+		"count":   total, "batches": batches, "rows": sample,
 	})
 }
+
+// maxListed caps the row keys an answer lists by name; counts cover the rest.
+const maxListed = 100
 
 // Preview is one rule's verdict on a previewed event.
 type Preview struct {
@@ -115,61 +131,54 @@ func (a *API) preview(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"message": msg, "badges": out})
 }
 
-// eraseLearner removes the learner's rows, event records and queued jobs.
+// eraseLearner removes the learner's queued jobs, rows, facts, event records and dead letters.
+// It collects the ids of everything first, then deletes, so nothing is skipped by deleting
+// while paging. Assertions on the badge host stay.
 func (a *API) eraseLearner(c echo.Context) error {
 	ctx := c.Request().Context()
 	uid, err := strconv.ParseInt(c.Param("user_id"), 10, 64)
 	if err != nil || uid <= 0 {
 		return message(c, http.StatusBadRequest, "user_id: want a positive integer")
 	}
-	keys, err := a.Ledger.Erase(ctx, uid)
+	rows, err := a.Ledger.LearnerRows(ctx, uid)
 	if err != nil {
-		return message(c, http.StatusServiceUnavailable, err.Error())
+		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
 	}
-	jobs, err := a.deleteJobs(uid)
-	if err != nil {
-		return message(c, http.StatusServiceUnavailable, "ledger erased, but queued jobs could not be listed: "+err.Error())
-	}
-	return c.JSON(http.StatusOK, map[string]any{
-		"message": "learner erased from the ledger; assertions on the badge host stay",
-		"rows":    len(keys), "jobs": jobs,
-	})
-}
-
-// deleteJobs removes the learner's pending and archived reconcile jobs. Jobs that find the row
-// gone do nothing anyway; this keeps the learner's id out of the queue too.
-func (a *API) deleteJobs(uid int64) (int, error) {
-	if a.Inspector == nil {
-		return 0, nil
-	}
-	deleted := 0
-	suffix := ":" + strconv.FormatInt(uid, 10)
-	list := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){a.Inspector.ListPendingTasks, a.Inspector.ListArchivedTasks}
-	for _, ls := range list {
-		for page := 1; ; page++ {
-			tasks, err := ls(a.Queue, asynq.PageSize(500), asynq.Page(page))
+	var jobs []string
+	if a.QueuedJob != nil {
+		for _, k := range rows {
+			id, err := a.QueuedJob(ctx, k)
 			if err != nil {
-				if errors.Is(err, asynq.ErrQueueNotFound) {
-					break
-				}
-				return deleted, err
+				return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
 			}
-			for _, t := range tasks {
-				var p struct {
-					UserID int64 `json:"user_id"`
-				}
-				if json.Unmarshal(t.Payload, &p) == nil && p.UserID == uid && strings.Contains(t.ID, suffix+":") {
-					if a.Inspector.DeleteTask(a.Queue, t.ID) == nil {
-						deleted++
-					}
-				}
-			}
-			if len(tasks) < 500 {
-				break
+			if id != "" {
+				jobs = append(jobs, id)
 			}
 		}
 	}
-	return deleted, nil
+	erased, err := a.Ledger.Erase(ctx, uid)
+	if err != nil {
+		return message(c, http.StatusServiceUnavailable, err.Error())
+	}
+	deleted := 0
+	if a.Inspector != nil {
+		for _, id := range jobs {
+			// A job that is running cannot be deleted; it finds its row gone and writes nothing.
+			if a.Inspector.DeleteTask(a.Queue, id) == nil {
+				deleted++
+			}
+		}
+	}
+	dead := 0
+	if a.EraseDeadLetters != nil {
+		if dead, err = a.EraseDeadLetters(ctx, uid); err != nil {
+			return message(c, http.StatusServiceUnavailable, "ledger erased, but dead letters could not be erased (retry the erase): "+err.Error())
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"message": "learner erased; events from before now are refused for this learner; assertions on the badge host stay",
+		"rows":    len(erased.Rows), "jobs": deleted, "events": erased.Events, "dead_letters": dead,
+	})
 }
 
 func (a *API) status(c echo.Context) error {
@@ -183,12 +192,25 @@ func (a *API) status(c echo.Context) error {
 	out["owed_rows"], out["owed_due"] = total, due
 	if a.Inspector != nil {
 		q, err := a.Inspector.GetQueueInfo(a.Queue)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			// GetQueueInfo reports a queue nobody has used yet (a fresh install) with an internal
+			// error that ErrQueueNotFound does not match; the list of known queues tells.
+			known, lerr := a.Inspector.Queues()
+			used := false
+			for _, k := range known {
+				used = used || k == a.Queue
+			}
+			if lerr == nil && !used {
+				err = asynq.ErrQueueNotFound
+			}
+		}
 		switch {
+		case errors.Is(err, asynq.ErrQueueNotFound):
+			q = &asynq.QueueInfo{} // an unused queue is an empty one
+			fallthrough
 		case err == nil:
 			out["queue"] = map[string]int{"pending": q.Pending, "active": q.Active, "scheduled": q.Scheduled,
 				"retry": q.Retry, "archived": q.Archived, "completed": q.Completed}
-		case errors.Is(err, asynq.ErrQueueNotFound):
-			out["queue"] = map[string]int{}
 		default:
 			out["queue_error"] = err.Error()
 		}

@@ -104,11 +104,11 @@ func (a *App) Run(ctx context.Context) error {
 	aclient := asynq.NewClientFromRedisClient(p.rdb)
 	// A job may run for a whole lease: list, award, list again and revoke duplicates.
 	lease := 4*cfg.BadgrTimeout + 30*time.Second
-	enq := queue.NewEnqueuer(aclient, lease+10*time.Second)
+	enq := queue.NewEnqueuer(aclient, p.ledger, lease+10*time.Second)
 	p.enqueuer, p.mapping = enq, m
 
 	if web || bus {
-		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log}
+		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: queue.NewIntakeMetrics(p.registry)}
 	}
 	if cfg.EventBusRedisURL != "" {
 		if err := a.openEventBus(p, bus); err != nil {
@@ -127,7 +127,7 @@ func (a *App) Run(ctx context.Context) error {
 		if !auth.Configured() {
 			a.log.Warn("no webhook credential configured: every webhook is refused (set BRIDGE_WEBHOOK_SECRETS, BRIDGE_WEBHOOK_TOKENS or BRIDGE_WEBHOOK_QUERY_TOKENS)")
 		}
-		p.webhook = &webhook.Handler{Auth: auth, Intake: p.intake, Log: a.log, Metrics: webhook.NewMetrics(p.registry)}
+		p.webhook = &webhook.Handler{Auth: auth, Intake: p.intake, Log: a.log, Metrics: webhook.NewMetrics(p.registry), MaxInflight: cfg.WebhookMaxInflight}
 	}
 	if dev && a.cfg.AdminToken == "" {
 		devInfo.adminToken = randomToken()
@@ -249,14 +249,14 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 	var pubLn net.Listener
 	var err error
 	if web {
-		pubLn, err = net.Listen("tcp", a.cfg.HTTPAddr)
+		pubLn, err = listen(a.cfg.HTTPAddr, publicMaxConns(a.cfg.WebhookMaxInflight))
 		if err != nil {
 			return fmt.Errorf("BRIDGE_HTTP_ADDR: %w", err)
 		}
 		publicSrv = newServer(a.publicRoutes(p))
 		a.HTTPAddr = pubLn.Addr().String()
 	}
-	admLn, err := net.Listen("tcp", a.cfg.AdminAddr)
+	admLn, err := listen(a.cfg.AdminAddr, adminMaxConns)
 	if err != nil {
 		if pubLn != nil {
 			pubLn.Close()
@@ -314,34 +314,45 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 	case runErr = <-errc:
 		a.log.Error("listener failed; shutting down", "err", runErr)
 	}
-	// Stop taking work first: no new webhooks, no new jobs; then let in-flight jobs finish.
+	// Stop taking work first: no new jobs, no new event-bus entries. The consumer acknowledges
+	// only what intake recorded: stopping it loses nothing.
+	if p.worker != nil {
+		p.worker.Stop()
+	}
+	stopBus()
+	// Then one grace for everything in flight: the listeners drain while the jobs finish, side
+	// by side, so SIGTERM never costs more than BRIDGE_SHUTDOWN_GRACE (asynq's ShutdownTimeout
+	// is the same grace and starts now; it hands unfinished jobs back to the queue).
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
+	var drain sync.WaitGroup
 	for _, s := range []*http.Server{publicSrv, adminSrv} {
-		if s != nil {
-			if err := s.Shutdown(sctx); err != nil {
-				a.log.Warn("listener shutdown", "err", err)
-			}
+		if s == nil {
+			continue
 		}
+		drain.Add(1)
+		go func() {
+			defer drain.Done()
+			if err := s.Shutdown(sctx); err != nil {
+				a.log.Warn("listener not drained within the grace; closing its connections", "err", err)
+				_ = s.Close()
+			}
+		}()
 	}
-	// The consumer acknowledges only what intake recorded: stopping it loses nothing.
-	stopBus()
-	<-busDone
 	if p.worker != nil {
-		p.worker.Shutdown()
+		drain.Add(1)
+		go func() {
+			defer drain.Done()
+			p.worker.Shutdown()
+		}()
 	}
+	drain.Add(1)
+	go func() {
+		defer drain.Done()
+		<-busDone
+	}()
+	drain.Wait()
 	wg.Wait()
 	a.log.Info("bridge stopped")
 	return runErr
-}
-
-func newServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
 }

@@ -48,10 +48,11 @@ func (a *App) Backfill(ctx context.Context, file string, apply bool, out, progre
 			return backfill.Summary{}, fmt.Errorf("queue Redis unreachable: %w", err)
 		}
 		lease := 4*cfg.BadgrTimeout + 30*time.Second
+		l := ledger.New(rdb, ledger.Options{EventRetention: cfg.EventRetention})
 		o.Handler = &queue.Intake{
-			Ledger:   ledger.New(rdb, ledger.Options{EventRetention: cfg.EventRetention}),
+			Ledger:   l,
 			Mapping:  m,
-			Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), lease+10*time.Second),
+			Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, lease+10*time.Second),
 			Log:      a.log,
 		}
 	}

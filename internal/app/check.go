@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,29 +19,45 @@ import (
 
 // CheckRemote runs the `bridge check --remote` checks: the queue Redis (version, eviction,
 // persistence), one login to the badge host and every mapped badge class, and the event-bus
-// streams. Facts go to out; problems are returned, one line each.
+// streams when an event bus is configured. Facts go to out; problems are returned, one line each.
+// A queue Redis that cannot be reached is reported once: the badge-host checks need it (the
+// client keeps its token, rate limit and login block there), so they are skipped, not failed.
 func CheckRemote(ctx context.Context, cfg config.Config, m *mapping.Mapping, out io.Writer) []string {
 	var problems []string
 	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 
+	queueUp := false
 	if err := cfg.RequireQueue(); err != nil {
 		add("%v", err)
 	} else if rdb, err := openRedis(cfg); err != nil {
 		add("%v", err)
 	} else {
 		defer rdb.Close()
-		for _, p := range checkQueueRedis(ctx, rdb, out) {
-			add("queue Redis: %s", p)
-		}
-		if cfg.BadgrURL == "" {
-			add("%v", cfg.RequireBadgeHost())
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			add("queue Redis: unreachable: %v", err)
 		} else {
-			for _, p := range checkHost(ctx, cfg, rdb, m, out) {
-				add("badge host: %s", p)
+			queueUp = true
+			for _, p := range checkQueueRedis(ctx, rdb, out) {
+				add("queue Redis: %s", p)
+			}
+			if cfg.BadgrURL != "" {
+				for _, p := range checkHost(ctx, cfg, rdb, m, out) {
+					add("badge host: %s", p)
+				}
 			}
 		}
 	}
-	if cfg.EventBusRedisURL != "" {
+	switch {
+	case cfg.BadgrURL == "":
+		add("%v", cfg.RequireBadgeHost())
+	case !queueUp:
+		fmt.Fprintln(out, "badge host: not checked: logging in needs the queue Redis")
+	}
+	switch {
+	case cfg.EventBusRedisURL == "":
+	case !queueUp && cfg.EventBusRedisURL == cfg.RedisURL:
+		fmt.Fprintln(out, "event bus: not checked: it is the queue Redis")
+	default:
 		for _, p := range checkStreams(ctx, cfg, out) {
 			add("event bus: %s", p)
 		}
@@ -48,11 +65,20 @@ func CheckRemote(ctx context.Context, cfg config.Config, m *mapping.Mapping, out
 	return problems
 }
 
+// RemoteReady is the line `bridge check --remote` ends with when it found nothing wrong; it names
+// the event bus only when one is configured.
+func RemoteReady(cfg config.Config) string {
+	if cfg.EventBusRedisURL != "" {
+		return "bridge check: configuration, mapping, queue Redis, badge host and event bus are ready"
+	}
+	return "bridge check: configuration, mapping, queue Redis and badge host are ready"
+}
+
 func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writer) []string {
 	var problems []string
 	info, err := rdb.Info(ctx, "server", "persistence").Result()
 	if err != nil {
-		return []string{"unreachable: " + err.Error()}
+		return []string{"INFO refused: " + err.Error()}
 	}
 	fields := parseInfo(info)
 	version := fields["redis_version"]
@@ -83,12 +109,13 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 
 func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *mapping.Mapping, out io.Writer) []string {
 	// A key prefix of its own: the check logs in afresh (proving the credentials) without using
-	// or rotating the token the running bridge shares.
-	prefix := "bb:check:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	// or rotating the token the running bridge shares. The hash tag keeps the client's keys in one
+	// Redis Cluster slot, as its scripts need.
+	prefix := "{bb:check:" + strconv.FormatInt(time.Now().UnixNano(), 36) + "}:"
 	defer func() {
-		if keys, err := rdb.Keys(context.WithoutCancel(ctx), prefix+"*").Result(); err == nil && len(keys) > 0 {
-			rdb.Del(context.WithoutCancel(ctx), keys...)
-		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = deleteByPrefix(cctx, rdb, prefix)
 	}()
 	c := badgr.New(badgr.Config{
 		BaseURL: cfg.BadgrURL, Username: cfg.BadgrUsername, Password: cfg.BadgrPassword,
@@ -96,7 +123,13 @@ func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient
 		Timeout: cfg.BadgrTimeout, KeyPrefix: prefix,
 	}, rdb, slog.New(slog.DiscardHandler))
 	if err := c.Login(ctx); err != nil {
-		return []string{"login failed: " + err.Error()}
+		var lb *badgr.LoginBlockedError
+		var he *badgr.HostError
+		if errors.As(err, &lb) || errors.As(err, &he) {
+			return []string{"login failed: " + err.Error()}
+		}
+		// Not the host's answer: the queue Redis (or the check's own deadline) failed meanwhile.
+		return []string{"login not checked: " + err.Error()}
 	}
 	fmt.Fprintf(out, "badge host: logged in to %s\n", cfg.BadgrURL)
 	var problems []string
@@ -116,6 +149,40 @@ func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient
 		fmt.Fprintf(out, "badge host: all %d mapped badge classes exist\n", len(m.Rules))
 	}
 	return problems
+}
+
+// deleteByPrefix removes the keys under prefix with SCAN (never KEYS, which blocks Redis for as
+// long as it walks the whole keyspace), on every primary of a cluster.
+func deleteByPrefix(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	pattern := escapeGlob(prefix) + "*"
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 100).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+				return fmt.Errorf("delete %s*: %w", prefix, err)
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan %s*: %w", prefix, err)
+		}
+		return nil
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	}
+	return scan(ctx, rdb)
+}
+
+// escapeGlob quotes the characters SCAN's MATCH pattern treats specially.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func checkStreams(ctx context.Context, cfg config.Config, out io.Writer) []string {

@@ -29,11 +29,23 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// RedisLogger sends go-redis's internal messages (reconnects, pool errors) to slog, so every line
-// the process writes is JSON. Install it once with redis.SetLogger.
-type RedisLogger struct{ Log *slog.Logger }
+// RedisLogger sends go-redis's internal messages (reconnects, pool errors) to slog, so that no
+// raw go-redis line reaches the terminal and every line the process writes has its format.
+// go-redis keeps one logger for the whole process: install it once, with redis.SetLogger, while
+// the process is set up and before any client exists.
+type RedisLogger struct {
+	Log   *slog.Logger
+	Level slog.Leveler // nil: warn
+}
 
 // Printf implements go-redis's internal logging interface.
-func (r RedisLogger) Printf(_ context.Context, format string, v ...any) {
-	r.Log.Warn(fmt.Sprintf(format, v...), "component", "redis")
+func (r RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil {
+		ctx = context.Background() // the interface does not promise one
+	}
+	level := slog.LevelWarn
+	if r.Level != nil {
+		level = r.Level.Level()
+	}
+	r.Log.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "redis")
 }

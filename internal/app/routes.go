@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/badgebridge/bridge/internal/admin"
+	"github.com/badgebridge/bridge/internal/eventbus"
 	"github.com/badgebridge/bridge/internal/queue"
 )
 
@@ -53,6 +54,11 @@ func (a *App) adminRoutes(p *parts, web bool) http.Handler {
 		api := &admin.API{
 			Ledger: p.ledger, Token: a.cfg.AdminToken, Mapping: p.mapping, Enqueue: p.enqueuer.Enqueue,
 			Inspector: asynq.NewInspectorFromRedisClient(p.rdb), Queue: queue.Queue,
+			QueuedJob: p.ledger.QueuedJob,
+			EraseDeadLetters: func(ctx context.Context, uid int64) (int, error) {
+				// Dead letters are in the bridge's own Redis, under the configured streams.
+				return eventbus.EraseDeadLetters(ctx, p.rdb, a.cfg.EventBusStreams, uid)
+			},
 		}
 		if p.host != nil {
 			api.HostLogin = p.host.LoginBlockedUntil

@@ -250,6 +250,7 @@ func TestCSVBadRowsAreReportedAndSkipped(t *testing.T) {
 		{"missing date", "9,alice@example.com," + demoCourse + ",honor,", `certs.csv:3: issued_on: missing`},
 		{"missing column", "9,secret@example.com," + demoCourse + ",2024-05-27", `certs.csv:3: 4 fields, but the header has 5: a column is missing`},
 		{"extra column", "9,secret@example.com," + demoCourse + ",honor,2024-05-27,Secret Person", `certs.csv:3: 6 fields, but the header has 5: extra columns`},
+		{"mode too long", "9,alice@example.com," + demoCourse + "," + strings.Repeat("m", 256) + ",2024-05-27", `certs.csv:3: mode: longer than 255 characters`},
 		{"bare quote", `9,secret"@example.com,` + demoCourse + ",honor,2024-05-27", `certs.csv:3: invalid CSV: bare " in non-quoted-field`},
 	}
 	for _, tc := range tests {
@@ -659,5 +660,26 @@ func TestProgressClearsBeforeReport(t *testing.T) {
 		"\r[##############################] 10/10 lines\n"
 	if got := w.String(); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// A backfill row's name meets the same limits as an event's: it goes into the award text.
+func TestCSVNameLimits(t *testing.T) {
+	input := "user_id,email,course_key,mode,issued_on,name\n" +
+		"1,alice@example.com," + demoCourse + ",honor,2024-05-27,Alice \u202eecilA\n" +
+		"2,bob@example.com," + demoCourse + ",honor,2024-05-27," + strings.Repeat("B", 256) + "\n" +
+		"3,carol@example.com," + demoCourse + ",honor,2024-05-27,Carol\n"
+	rec := &recorder{}
+	sum, out, err := run(t, "certs.csv", input, Options{Apply: true, Handler: rec, Mapping: parseMapping(t)})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"certs.csv:2: name: contains U+202E", "certs.csv:3: name: longer than 255 characters"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if sum.Invalid != 2 || len(rec.events) != 1 || rec.events[0].Name != "Carol" {
+		t.Fatalf("summary %+v, handled %+v", sum, rec.events)
 	}
 }

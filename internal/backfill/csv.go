@@ -200,8 +200,15 @@ func (c *columns) event(rec []string, now time.Time) (edx.Event, error) {
 		// of an issued one.
 		Status: "downloadable",
 	}
+	if p := edx.TextProblem(ev.Mode); p != "" {
+		return edx.Event{}, &edx.FieldError{Path: colMode, Problem: p}
+	}
 	if c.name >= 0 {
 		ev.Name = strings.TrimSpace(rec[c.name])
+		// The same limits as on every other path: the name goes into the award text.
+		if p := edx.NameProblem(ev.Name); p != "" {
+			return edx.Event{}, &edx.FieldError{Path: colName, Problem: p}
+		}
 	}
 	return ev, nil
 }

@@ -23,7 +23,7 @@ func TestBackfillThroughRealIntake(t *testing.T) {
 	m := parseMapping(t)
 	l := ledger.New(rdb, ledger.Options{})
 	// The client shares rdb's pool, which the test's cleanup closes; asynq refuses to close it.
-	in := &queue.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), time.Minute)}
+	in := &queue.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)}
 
 	input := "user_id,email,course_key,mode,issued_on,name\n" +
 		"101,alice@example.com," + demoCourse + ",honor,2024-05-27 12:25:45.678901+00:00,Alice\n" +

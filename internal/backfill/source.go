@@ -182,7 +182,7 @@ func csvSyntaxError(err error) (*csv.ParseError, bool) {
 	}
 	switch {
 	case errors.Is(pe.Err, csv.ErrBareQuote), errors.Is(pe.Err, csv.ErrQuote),
-		errors.Is(pe.Err, csv.ErrFieldCount), errors.Is(pe.Err, csv.ErrTrailingComma):
+		errors.Is(pe.Err, csv.ErrFieldCount):
 		return pe, true
 	}
 	return nil, false

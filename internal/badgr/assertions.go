@@ -165,11 +165,41 @@ const listPageSize = 100
 // maxListPages stops a host whose cursors loop.
 const maxListPages = 10000
 
+// A look-up puts every recipient in the query string, and a learner with many (or long)
+// addresses would otherwise make a URL the host refuses (414; gunicorn's default request line
+// limit is 4094 bytes). Recipients are therefore asked for in batches bounded in number and in
+// escaped length.
+const (
+	maxRecipientsPerList = 20
+	maxRecipientQuery    = 3000 // bytes of escaped recipients in one look-up
+)
+
+// recipientBatches splits recipients into look-up batches; an address too long for any batch
+// still goes alone.
+func recipientBatches(recipients []string) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, r := range recipients {
+		n := len("&recipient=") + len(url.QueryEscape(r))
+		if len(cur) > 0 && (len(cur) == maxRecipientsPerList || size+n > maxRecipientQuery) {
+			out, cur, size = append(out, cur), nil, 0
+		}
+		cur = append(cur, r)
+		size += n
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
 // List returns the unrevoked assertions of badgeClass for any of emails (lowercased, as Badgr
 // matches the stored lowercased identity exactly), expired ones included, following every page.
+// Recipients are asked for in batches (recipientBatches); the answers are merged and an
+// assertion reported by more than one look-up is returned once.
 func (c *Client) List(ctx context.Context, badgeClass string, emails []string) ([]Assertion, error) {
-	const op = "list"
-	q := url.Values{}
+	var recipients []string
 	seenEmail := map[string]bool{}
 	for _, e := range emails {
 		e = normalizeEmail(e)
@@ -177,11 +207,30 @@ func (c *Client) List(ctx context.Context, badgeClass string, emails []string) (
 			continue
 		}
 		seenEmail[e] = true
-		q.Add("recipient", e)
+		recipients = append(recipients, e)
 	}
-	if len(q) == 0 {
-		return nil, nil
+	var out []Assertion
+	seenEntity := map[string]bool{}
+	for _, batch := range recipientBatches(recipients) {
+		got, err := c.listBatch(ctx, badgeClass, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range got {
+			if a.EntityID != "" && seenEntity[a.EntityID] {
+				continue
+			}
+			seenEntity[a.EntityID] = true
+			out = append(out, a)
+		}
 	}
+	return out, nil
+}
+
+// listBatch is List for one batch of distinct, normalised recipients.
+func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []string) ([]Assertion, error) {
+	const op = "list"
+	q := url.Values{"recipient": recipients}
 	q.Set("include_expired", "1")
 	q.Set("num", fmt.Sprint(listPageSize))
 	next := c.apiURL("v2", "badgeclasses", badgeClass, "assertions") + "?" + q.Encode()

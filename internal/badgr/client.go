@@ -4,8 +4,8 @@
 //
 // Every replica of the bridge shares, through Redis, one OAuth token (refreshed under a lock, as
 // Badgr rotates refresh tokens), one request rate limit, the pause a 429 asks for, and the login
-// block that follows a refused login. Nothing this package logs or returns contains a token, a
-// password, a client secret or an e-mail address.
+// block that follows a refused login (for the refused credentials only). Nothing this package
+// logs or returns contains a token, a password, a client secret or an e-mail address.
 package badgr
 
 import (
@@ -96,6 +96,7 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Client {
 		base = nil
 	}
 	p := cfg.KeyPrefix + "badgr:"
+	creds := credentialsFingerprint(cfg)
 	return &Client{
 		cfg: cfg,
 		rdb: rdb,
@@ -107,13 +108,16 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Client {
 		},
 		base: base,
 		keys: keys{
-			token:         p + "token",
-			tokenLock:     p + "token:lock",
-			pause:         p + "pause",
-			rate:          p + "ratelimit",
-			blocked:       p + "login_blocked_until",
-			blockedReason: p + "login_blocked_reason",
-			blockedLogged: p + "login_blocked_logged:",
+			token:     p + "token",
+			tokenLock: p + "token:lock",
+			pause:     p + "pause",
+			rate:      p + "ratelimit",
+			// A login block belongs to the credentials that were refused: keyed by their
+			// fingerprint, it stops every replica using them, while corrected credentials (a
+			// fixed password rolled out) are tried at once instead of waiting out the old block.
+			blocked:       p + "login_blocked_until:" + creds,
+			blockedReason: p + "login_blocked_reason:" + creds,
+			blockedLogged: p + "login_blocked_logged:" + creds + ":",
 		},
 		account:        accountFingerprint(cfg),
 		intervalMicros: intervalMicros(cfg.RateLimit),

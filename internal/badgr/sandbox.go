@@ -231,6 +231,9 @@ func (s *Sandbox) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
+// sbMaxRequestLine is gunicorn's default limit_request_line.
+const sbMaxRequestLine = 4094
+
 // ServeHTTP implements http.Handler.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, pattern := s.mux.Handler(r)
@@ -254,6 +257,11 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if outage {
 		writeHTML(w, http.StatusServiceUnavailable, "503 Service Temporarily Unavailable")
+		return
+	}
+	if len(r.Method)+len(r.URL.RequestURI())+len(" HTTP/1.1") > sbMaxRequestLine {
+		// Badgr runs behind gunicorn, which refuses a longer request line before Django sees it.
+		writeHTML(w, http.StatusRequestURITooLong, "Request Line is too large")
 		return
 	}
 	if pattern == "" {

@@ -61,6 +61,19 @@ func accountFingerprint(cfg Config) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
+// credentialsFingerprint identifies everything a login sends (host, client, secret, username,
+// password, scope) without revealing it: the login block stored in Redis is keyed by it. Anyone
+// able to read that Redis already holds the shared access token, so the hash gives away nothing
+// of more use than what is there.
+func credentialsFingerprint(cfg Config) string {
+	h := sha256.New()
+	for _, s := range []string{cfg.BaseURL, cfg.ClientID, cfg.ClientSecret, cfg.Username, cfg.Password, cfg.Scope} {
+		// Length-prefixed, so no two different settings hash alike by shifting a boundary.
+		fmt.Fprintf(h, "%d:%s", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // loadToken reads the shared token; nil when there is none for this account.
 func (c *Client) loadToken(ctx context.Context) (*storedToken, error) {
 	b, err := c.rdb.Get(ctx, c.keys.token).Bytes()

@@ -41,6 +41,8 @@ type Config struct {
 	WebhookTokens      []string `env:"WEBHOOK_TOKENS"`
 	WebhookQueryTokens []string `env:"WEBHOOK_QUERY_TOKENS"`
 	AdminToken         string   `env:"ADMIN_TOKEN"`
+	// WebhookMaxInflight caps webhook requests handled at once; the rest get 503 and retry.
+	WebhookMaxInflight int `env:"WEBHOOK_MAX_INFLIGHT, default=256"`
 
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY, default=10"`
 	MaxRetry          int           `env:"MAX_RETRY, default=12"`
@@ -233,6 +235,9 @@ func (c *Config) validate() error {
 				return bad("WEBHOOK_QUERY_TOKENS", "a bearer token from BRIDGE_WEBHOOK_TOKENS is also listed; query tokens must be separate")
 			}
 		}
+	}
+	if c.WebhookMaxInflight < 1 || c.WebhookMaxInflight > 100000 {
+		return bad("WEBHOOK_MAX_INFLIGHT", "must be between 1 and 100000, got %d", c.WebhookMaxInflight)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
 		return bad("ADMIN_TOKEN", "is %d characters; it needs at least 32", len(c.AdminToken))

@@ -20,7 +20,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.HTTPAddr != ":8080" || c.AdminAddr != "127.0.0.1:8081" || c.BadgrRateLimit != 10 ||
 		c.BadgrTimeout != 15*time.Second || c.MaxRetry != 12 || c.Settle != 5*time.Minute ||
-		c.EventBusGroup != "badge-bridge" || len(c.EventBusStreams) != 2 || c.BadgrClientID != "public" {
+		c.EventBusGroup != "badge-bridge" || len(c.EventBusStreams) != 2 || c.BadgrClientID != "public" ||
+		c.WebhookMaxInflight != 256 {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !c.DevMode("run") || c.DevMode("serve") {
@@ -42,6 +43,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"BRIDGE_BADGR_URL":            {"BRIDGE_BADGR_URL": "api.badgr.io"},
 		"BRIDGE_WEBHOOK_QUERY_TOKENS": {"BRIDGE_WEBHOOK_TOKENS": strings.Repeat("a", 32), "BRIDGE_WEBHOOK_QUERY_TOKENS": strings.Repeat("a", 32)},
 		"BRIDGE_ADMIN_TOKEN":          {"BRIDGE_ADMIN_TOKEN": "tiny"},
+		"BRIDGE_WEBHOOK_MAX_INFLIGHT": {"BRIDGE_WEBHOOK_MAX_INFLIGHT": "0"},
 	}
 	for name, vars := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -241,10 +241,13 @@ func (d document) eventTime(path string, received time.Time) (t time.Time, missi
 const maxEmailLen = 254
 
 // PlausibleEmail reports whether s can be an e-mail address: one "@" between non-empty
-// parts, no white space or control characters. The badge host validates further; this
-// catches a field mapped to the wrong value.
+// parts, no white space, control, format or bidi characters. The badge host validates further;
+// this catches a field mapped to the wrong value.
 func PlausibleEmail(s string) bool {
 	if len(s) > maxEmailLen {
+		return false
+	}
+	if _, bad := hiddenRune(s, false); bad {
 		return false
 	}
 	local, domain, ok := strings.Cut(s, "@")

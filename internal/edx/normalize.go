@@ -1,9 +1,11 @@
 package edx
 
 import (
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Payload keys: the one top-level payload field of each kind (openedx-events signals.py).
@@ -121,14 +123,89 @@ func (d document) user(path string, ev *Event) error {
 	if ev.Email, err = d.required(emailPath); err != nil {
 		return err
 	}
+	if r, bad := hiddenRune(ev.Email, false); bad {
+		return d.fail(emailPath, hiddenProblem(r))
+	}
 	if !PlausibleEmail(ev.Email) {
 		return d.fail(emailPath, "not a plausible e-mail address")
 	}
-	if ev.Username, err = d.optional(path + ".pii.username"); err != nil {
+	if ev.Username, err = d.name(path + ".pii.username"); err != nil {
 		return err
 	}
-	ev.Name, err = d.optional(path + ".pii.name")
+	ev.Name, err = d.name(path + ".pii.name")
 	return err
+}
+
+// maxTextRunes bounds the free-text fields (names, username, mode, grade, download URL), which
+// are stored with every fact and sent to the badge host: the platform's own columns hold 255.
+const maxTextRunes = 255
+
+// TextProblem says what is wrong with a free-text field (mode, grade, download URL), "" when
+// nothing is: other inputs than events (a backfill file) apply the same limits with it.
+func TextProblem(s string) string {
+	if utf8.RuneCountInString(s) > maxTextRunes {
+		return fmt.Sprintf("longer than %d characters", maxTextRunes)
+	}
+	return ""
+}
+
+// NameProblem says what is wrong with a learner's name or username, "" when nothing is: beyond
+// TextProblem, characters that are invisible or reorder text where the name is shown (the badge,
+// the host's e-mails, the admin API) are refused.
+func NameProblem(s string) string {
+	if p := TextProblem(s); p != "" {
+		return p
+	}
+	if r, bad := hiddenRune(s, true); bad {
+		return hiddenProblem(r)
+	}
+	return ""
+}
+
+// limited gives an optional free-text field that passes TextProblem.
+func (d document) limited(path string) (string, error) {
+	return d.checked(path, TextProblem)
+}
+
+// name gives an optional name or username that passes NameProblem.
+func (d document) name(path string) (string, error) {
+	return d.checked(path, NameProblem)
+}
+
+func (d document) checked(path string, problem func(string) string) (string, error) {
+	s, err := d.optional(path)
+	if err != nil {
+		return "", err
+	}
+	if p := problem(s); p != "" {
+		return "", d.fail(path, p)
+	}
+	return s, nil
+}
+
+// Zero-width joiners are format characters that Persian, Indic and emoji spellings of a name need;
+// they cannot reorder text, unlike the bidi controls.
+const (
+	zeroWidthNonJoiner = '\u200c'
+	zeroWidthJoiner    = '\u200d'
+)
+
+// hiddenRune finds a control, format (including every bidi control) or line/paragraph separator
+// character. joinersOK lets the zero-width joiners through.
+func hiddenRune(s string, joinersOK bool) (rune, bool) {
+	for _, r := range s {
+		if joinersOK && (r == zeroWidthNonJoiner || r == zeroWidthJoiner) {
+			continue
+		}
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Bidi_Control) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func hiddenProblem(r rune) string {
+	return fmt.Sprintf("contains U+%04X, a control, format or bidi character", r)
 }
 
 // course parses the course key. A CCX passing event names the CCX in ccx_course_key and its
@@ -174,17 +251,17 @@ func (d document) certificate(p string, ev *Event) error {
 	if ev.Status, err = d.required(p + ".current_status"); err != nil {
 		return err
 	}
-	if ev.Mode, err = d.optional(p + ".mode"); err != nil {
+	if ev.Mode, err = d.limited(p + ".mode"); err != nil {
 		return err
 	}
-	if ev.Grade, err = d.optional(p + ".grade"); err != nil {
+	if ev.Grade, err = d.limited(p + ".grade"); err != nil {
 		return err
 	}
-	if ev.CertificateURL, err = d.optional(p + ".download_url"); err != nil {
+	if ev.CertificateURL, err = d.limited(p + ".download_url"); err != nil {
 		return err
 	}
 	ev.Mode, ev.Grade, ev.CertificateURL = strings.TrimSpace(ev.Mode), strings.TrimSpace(ev.Grade), strings.TrimSpace(ev.CertificateURL)
-	printed, err := d.optional(p + ".name")
+	printed, err := d.name(p + ".name")
 	if err != nil {
 		return err
 	}

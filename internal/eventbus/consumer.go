@@ -7,12 +7,9 @@ package eventbus
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -38,7 +35,11 @@ const (
 	DefaultCount         = 32
 	DefaultClaimIdle     = 60 * time.Second
 	DefaultClaimInterval = 15 * time.Second
-	DefaultDeadMaxLen    = 10000
+	DefaultGoneAfter     = time.Hour
+	// DefaultDeadMaxLen caps each dead-letter stream: a dead letter is at most ~7 KiB (4 KiB of
+	// event_data, 1 KiB of reason, the metadata fields at 256 bytes each), so a full stream
+	// holds at most ~7 MB, usually far less.
+	DefaultDeadMaxLen = 1000
 )
 
 // Handler records one event; *queue.Intake implements it. An error means the event was not
@@ -52,7 +53,7 @@ type Config struct {
 	Streams  []string // BRIDGE_EVENTBUS_STREAMS
 	Group    string   // BRIDGE_EVENTBUS_GROUP
 	Start    string   // StartNewest or StartOldest: where a NEW group starts; an existing group is never moved
-	Consumer string   // consumer name, unique per replica; default hostname + "-" + random suffix
+	Consumer string   // consumer name, stable per pod; default POD_NAME, HOSTNAME or the host name (defaultConsumerName)
 	Block    time.Duration
 	Count    int // entries per stream and read
 
@@ -62,7 +63,11 @@ type Config struct {
 	ClaimIdle     time.Duration
 	ClaimInterval time.Duration
 
-	DeadMaxLen int64 // approximate cap of each <stream>.dead dead-letter stream
+	// GoneAfter is how long a consumer of the group may go without reading, with nothing
+	// pending, before it is removed from the group (a replica that went away for good).
+	GoneAfter time.Duration
+
+	DeadMaxLen int64 // cap of each <stream>.dead dead-letter stream
 }
 
 func (c Config) withDefaults() Config {
@@ -85,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClaimInterval <= 0 {
 		c.ClaimInterval = DefaultClaimInterval
+	}
+	if c.GoneAfter <= 0 {
+		c.GoneAfter = DefaultGoneAfter
 	}
 	if c.DeadMaxLen <= 0 {
 		c.DeadMaxLen = DefaultDeadMaxLen
@@ -116,18 +124,6 @@ func (c Config) validate() error {
 	return nil
 }
 
-// defaultConsumerName makes a name unique per process: replicas sharing the group must not
-// share a name, or XREADGROUP would hand one replica's pending entries to the other.
-func defaultConsumerName() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "bridge"
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // crypto/rand.Read does not fail
-	return host + "-" + hex.EncodeToString(b)
-}
-
 // Consumer reads the configured streams with one consumer group. Run it once per process;
 // Status may be called concurrently.
 type Consumer struct {
@@ -137,6 +133,10 @@ type Consumer struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+
+	decoder     func(map[string]string) (edx.Event, error) // decodeEntry; tests make it panic
+	failScript  *redis.Script                              // countFailureLua
+	pruneScript *redis.Script                              // pruneLua
 
 	// Outage trackers, so each outage logs one warning and one recovery line.
 	busDown    outage
@@ -154,6 +154,8 @@ func New(bus, own redis.UniversalClient, h Handler, cfg Config, log *slog.Logger
 		bus: bus, own: own, handler: h, cfg: cfg,
 		log:        log.With("component", "eventbus", "group", cfg.Group, "consumer", cfg.Consumer),
 		metrics:    newMetrics(reg),
+		decoder:    decodeEntry,
+		failScript: redis.NewScript(countFailureLua), pruneScript: redis.NewScript(pruneLua),
 		busDown:    outage{what: "event bus Redis"},
 		ownDown:    outage{what: "bridge Redis (event bus dead letters)"},
 		intakeDown: outage{what: "event intake"},
@@ -171,7 +173,9 @@ type runState struct {
 	// read after: at start, after a failure and after a claim. Missing = read new entries.
 	drain           map[string]string
 	nextMaintenance time.Time
-	failures        int // consecutive failed cycles, for the backoff
+	nextPrune       time.Time
+	noPrune         map[string]bool // streams where removing gone consumers is denied
+	failures        int             // consecutive failed cycles, for the backoff
 	uncountable     map[string]bool
 }
 
@@ -186,7 +190,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return errors.New("eventbus: bus client, own client and handler are required")
 	}
 	c.log.Info("event bus consumer started", "streams", c.cfg.Streams, "start", c.cfg.Start)
-	st := &runState{drain: map[string]string{}, uncountable: map[string]bool{}}
+	st := &runState{drain: map[string]string{}, uncountable: map[string]bool{}, noPrune: map[string]bool{}}
 	for {
 		ok := c.cycle(ctx, st)
 		if ctx.Err() != nil {
@@ -232,8 +236,9 @@ func (c *Consumer) cycle(ctx context.Context, st *runState) bool {
 }
 
 // maintain claims idle entries of other consumers and counts entries trimmed before the group
-// read them, for every stream.
+// read them, for every stream, and now and then removes consumers that are gone.
 func (c *Consumer) maintain(ctx context.Context, st *runState) bool {
+	prune := !time.Now().Before(st.nextPrune)
 	for _, s := range c.cfg.Streams {
 		claimed, err := c.claim(ctx, s)
 		if err != nil {
@@ -247,6 +252,16 @@ func (c *Consumer) maintain(ctx context.Context, st *runState) bool {
 			c.busFailed(ctx, st, "inspect stream", err, "stream", s)
 			return false
 		}
+		if prune {
+			if err := c.pruneConsumers(ctx, st, s); err != nil {
+				c.busFailed(ctx, st, "remove gone consumers", err, "stream", s)
+				return false
+			}
+		}
+	}
+	if prune {
+		// Gone consumers are removed within GoneAfter·1.25 of their last read.
+		st.nextPrune = time.Now().Add(c.cfg.GoneAfter / 4)
 	}
 	return true
 }

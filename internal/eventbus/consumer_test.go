@@ -195,8 +195,11 @@ func TestConfigValidation(t *testing.T) {
 		c.cfg.ClaimIdle != DefaultClaimIdle || c.cfg.ClaimInterval != DefaultClaimInterval || c.cfg.DeadMaxLen != DefaultDeadMaxLen {
 		t.Errorf("defaults not applied: %+v", c.cfg)
 	}
-	if c.Name() == "" || c.Name() == New(nil, nil, nil, Config{}, nil, nil).Name() {
-		t.Errorf("default consumer names must differ per process: %q", c.Name())
+	if c.Name() == "" || c.Name() != New(nil, nil, nil, Config{}, nil, nil).Name() {
+		t.Errorf("default consumer name must be stable per host: %q", c.Name())
+	}
+	if c.cfg.GoneAfter != DefaultGoneAfter {
+		t.Errorf("GoneAfter = %v, want %v", c.cfg.GoneAfter, DefaultGoneAfter)
 	}
 }
 

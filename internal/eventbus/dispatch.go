@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/queue"
 )
 
 // ackTimeout bounds the acknowledgement of an entry the intake has recorded; it runs even
@@ -63,7 +65,7 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 	for _, xs := range res {
 		from, draining := st.drain[xs.Stream]
 		for _, m := range xs.Messages {
-			if err := c.process(ctx, st, xs.Stream, m); err != nil {
+			if err := c.process(ctx, st, xs.Stream, m, draining); err != nil {
 				ok = false
 				if !draining {
 					// The rest of the batch is in this consumer's pending list now.
@@ -82,13 +84,22 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 	return ok
 }
 
+// maxEventData bounds the event_data of a handled type. A certificate or passing event with
+// every text field at the parser's limit is a few KiB; anything far larger is not one, and
+// decoding it would only cost memory before the parser refused it.
+const maxEventData = 64 << 10
+
 // process finishes one entry: hands it to the handler, dead-letters it or skips it, and
-// acknowledges it only then. A non-nil error means the entry stays pending.
-func (c *Consumer) process(ctx context.Context, st *runState, stream string, m redis.XMessage) error {
+// acknowledges it only then. redelivered says the entry came from a pending list, so it may
+// carry a failure count. A non-nil error means the entry stays pending.
+func (c *Consumer) process(ctx context.Context, st *runState, stream string, m redis.XMessage, redelivered bool) error {
 	if m.Values == nil {
 		// Trimmed from the stream while pending: Redis keeps the id, the fields are gone.
 		if err := c.ack(ctx, st, stream, m.ID); err != nil {
 			return err
+		}
+		if redelivered {
+			c.forgetFailures(ctx, stream, m.ID)
 		}
 		c.metrics.trimmed(stream, 1)
 		c.log.Warn("pending entry was trimmed from the stream before it was processed; it is lost to the bridge: run bridge backfill",
@@ -104,8 +115,9 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 		}
 	}
 
-	ev, err := edx.DecodeBusEntry(fields, time.Now())
+	ev, err := c.decode(fields)
 	var unsupported *edx.UnsupportedTypeError
+	var pe *panicError
 	switch {
 	case errors.As(err, &unsupported):
 		// Other services' events share the stream (badge.awarded from credentials, …).
@@ -113,31 +125,30 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 			return err
 		}
 		c.metrics.unsupported(stream, unsupported.Type)
-		c.log.Debug("event type not handled; acknowledged", "stream", stream, "entry_id", m.ID, "event_id", fields["id"], "type", unsupported.Type)
+		c.log.Debug("event type not handled; acknowledged", "stream", stream, "entry_id", m.ID,
+			"event_id", logID(fields["id"]), "type", typeLabel(unsupported.Type))
 		return nil
+	case errors.As(err, &pe):
+		c.log.Error("panic while decoding an event-bus entry; moving it to the dead-letter stream", "stream", stream,
+			"entry_id", m.ID, "panic", pe.value, "stack", pe.stack)
+		return c.bury(ctx, st, stream, m.ID, fields, userIDOf(fields), pe.Error(), redelivered)
 	case err != nil:
 		// Undecodable now means undecodable forever: retrying would block the stream.
-		if err := c.deadLetter(ctx, stream, m.ID, fields, err); err != nil {
-			return err
-		}
-		if err := c.ack(ctx, st, stream, m.ID); err != nil {
-			return err
-		}
-		c.metrics.outcome(stream, outcomeDead)
-		c.log.Warn("undecodable entry moved to the dead-letter stream", "stream", stream, "entry_id", m.ID,
-			"event_id", fields["id"], "dead_letter_stream", deadStream(stream), "reason", err.Error())
-		return nil
+		return c.bury(ctx, st, stream, m.ID, fields, userIDOf(fields), err.Error(), redelivered)
 	}
 
-	res, err := c.handler.Handle(ctx, ev, Via)
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", errStopBatch, err) // shutting down
-		}
-		c.metrics.outcome(stream, outcomeFailed)
-		c.intakeDown.failed(c.log, err, "stream", stream, "entry_id", m.ID, "event_id", ev.ID, "user_id", ev.UserID)
-		c.log.Debug("event not recorded; entry stays pending", "stream", stream, "entry_id", m.ID, "event_id", ev.ID, "error", err)
-		return fmt.Errorf("%w: %w", errStopBatch, err)
+	res, err := c.handle(ctx, ev)
+	switch {
+	case errors.As(err, &pe):
+		c.log.Error("panic while handling an event-bus entry; moving it to the dead-letter stream", "stream", stream,
+			"entry_id", m.ID, "event_id", ev.ID, "user_id", ev.UserID, "panic", pe.value, "stack", pe.stack)
+		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, pe.Error(), redelivered)
+	case err != nil:
+		return c.handleFailed(ctx, st, stream, m.ID, fields, ev, err)
+	case res.Status == queue.StatusConflict:
+		// Another event under an id already handled: kept for the operator, like the 409 a
+		// webhook sender gets, rather than acted on or silently dropped.
+		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, res.Message, redelivered)
 	}
 	c.intakeDown.recovered(c.log)
 	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
@@ -146,10 +157,97 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 		// Offered again later; the intake knows the event id and answers "duplicate".
 		return err
 	}
+	if redelivered {
+		c.forgetFailures(ctx, stream, m.ID)
+	}
 	c.metrics.outcome(stream, outcomeProcessed)
 	c.log.Debug("event recorded", "stream", stream, "entry_id", m.ID, "event_id", ev.ID, "type", ev.Type,
 		"user_id", ev.UserID, "status", res.Status, "jobs", len(res.Jobs))
 	return nil
+}
+
+// handleFailed deals with an intake error: while the bridge's Redis is down the entry waits,
+// uncounted; otherwise the failure counts, and the maxIntakeFailures-th failure of the same
+// kind dead-letters the entry.
+func (c *Consumer) handleFailed(ctx context.Context, st *runState, stream, id string, fields map[string]string, ev edx.Event, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", errStopBatch, err) // shutting down
+	}
+	c.metrics.outcome(stream, outcomeFailed)
+	attrs := []any{"stream", stream, "entry_id", id, "event_id", ev.ID, "user_id", ev.UserID}
+	if c.queueDown(ctx, err) {
+		c.intakeDown.failed(c.log, err, attrs...)
+		c.log.Debug("event not recorded, the bridge's Redis is unavailable; entry stays pending", append(attrs, "error", err)...)
+		return fmt.Errorf("%w: %w", errStopBatch, err)
+	}
+	n, cerr := c.countFailure(ctx, stream, id, err)
+	if cerr != nil {
+		// The bridge's Redis failed just now: this failure does not count either.
+		if ctx.Err() == nil {
+			c.ownDown.failed(c.log, cerr, attrs...)
+		}
+		return fmt.Errorf("%w: %w", errStopBatch, err)
+	}
+	c.ownDown.recovered(c.log)
+	if n >= maxIntakeFailures {
+		c.log.Error("the intake failed on an event-bus entry repeatedly; moving it to the dead-letter stream",
+			append(attrs, "failures", n, "error", err)...)
+		return c.bury(ctx, st, stream, id, fields, ev.UserID,
+			fmt.Sprintf("intake failed %d times: %v", n, err), true)
+	}
+	c.intakeDown.failed(c.log, err, attrs...)
+	c.log.Debug("event not recorded; entry stays pending", append(attrs, "failures", n, "error", err)...)
+	return fmt.Errorf("%w: %w", errStopBatch, err)
+}
+
+// bury dead-letters an entry that will never be processed and acknowledges it.
+func (c *Consumer) bury(ctx context.Context, st *runState, stream, id string, fields map[string]string, userID int64, reason string, redelivered bool) error {
+	if err := c.deadLetter(ctx, stream, id, fields, userID, reason); err != nil {
+		return err
+	}
+	if err := c.ack(ctx, st, stream, id); err != nil {
+		return err
+	}
+	if redelivered {
+		c.forgetFailures(ctx, stream, id)
+	}
+	c.metrics.outcome(stream, outcomeDead)
+	c.log.Warn("entry moved to the dead-letter stream", "stream", stream, "entry_id", id,
+		"event_id", logID(fields["id"]), "dead_letter_stream", deadStream(stream), "reason", maskEmails(truncate(reason, deadFieldMax)))
+	return nil
+}
+
+// decode decodes an entry with c.decoder; a panic comes back as a *panicError.
+func (c *Consumer) decode(fields map[string]string) (ev edx.Event, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			ev, err = edx.Event{}, recovered("decoding", v)
+		}
+	}()
+	return c.decoder(fields)
+}
+
+// decodeEntry checks the bounds of an entry of a handled type and decodes it.
+func decodeEntry(fields map[string]string) (edx.Event, error) {
+	if _, handled := edx.KindOf(strings.TrimSpace(fields["type"])); handled {
+		if !validBusID(fields["id"]) {
+			return edx.Event{}, errInvalidID
+		}
+		if n := len(fields["event_data"]); n > maxEventData {
+			return edx.Event{}, fmt.Errorf("%w: field event_data: %d bytes, over the limit of %d", edx.ErrUndecodable, n, maxEventData)
+		}
+	}
+	return edx.DecodeBusEntry(fields, time.Now())
+}
+
+// handle calls the handler; a panic comes back as a *panicError.
+func (c *Consumer) handle(ctx context.Context, ev edx.Event) (res queue.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = queue.Result{}, recovered("handling", v)
+		}
+	}()
+	return c.handler.Handle(ctx, ev, Via)
 }
 
 func (c *Consumer) ack(ctx context.Context, st *runState, stream, id string) error {
@@ -157,33 +255,5 @@ func (c *Consumer) ack(ctx context.Context, st *runState, stream, id string) err
 		c.busFailed(ctx, st, "acknowledge entry", err, "stream", stream, "entry_id", id)
 		return fmt.Errorf("%w: XACK %s %s: %w", errStopBatch, stream, id, err)
 	}
-	return nil
-}
-
-// deadStream is the dead-letter stream of stream, in the bridge's own Redis.
-func deadStream(stream string) string { return stream + ".dead" }
-
-// deadLetter copies an undecodable entry, with why and where from, to the dead-letter stream.
-// The copy carries the entry's data (and so possibly an e-mail address): it goes to Redis for
-// an operator, never to a log.
-func (c *Consumer) deadLetter(ctx context.Context, stream, id string, fields map[string]string, reason error) error {
-	values := make(map[string]any, len(fields)+4)
-	for k, v := range fields {
-		values[k] = v
-	}
-	values["reason"] = reason.Error()
-	values["stream"] = stream
-	values["entry_id"] = id
-	values["group"] = c.cfg.Group
-	err := c.own.XAdd(ctx, &redis.XAddArgs{
-		Stream: deadStream(stream), MaxLen: c.cfg.DeadMaxLen, Approx: true, Values: values,
-	}).Err()
-	if err != nil {
-		if ctx.Err() == nil {
-			c.ownDown.failed(c.log, err, "op", "dead-letter entry", "stream", stream, "entry_id", id)
-		}
-		return fmt.Errorf("%w: XADD %s: %w", errStopBatch, deadStream(stream), err)
-	}
-	c.ownDown.recovered(c.log)
 	return nil
 }

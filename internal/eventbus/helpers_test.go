@@ -177,8 +177,17 @@ func (r *running) exited() bool {
 // start runs a consumer until the returned stop (also called at cleanup). Run must return nil.
 func start(t *testing.T, bus, own redis.UniversalClient, h Handler, cfg Config) *running {
 	t.Helper()
+	return startWith(t, bus, own, h, cfg, nil)
+}
+
+// startWith is start with setup applied to the consumer before it runs.
+func startWith(t *testing.T, bus, own redis.UniversalClient, h Handler, cfg Config, setup func(*Consumer)) *running {
+	t.Helper()
 	log, buf := newTestLogger(t)
 	c := New(bus, own, h, cfg, log, prometheus.NewRegistry())
+	if setup != nil {
+		setup(c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	finished := make(chan struct{})
 	var runErr error
@@ -207,13 +216,7 @@ func start(t *testing.T, bus, own redis.UniversalClient, h Handler, cfg Config) 
 // eventually polls cond until it holds, failing the test after waitTimeout.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventuallyWithin(t, waitTimeout, what, cond)
 }
 
 // payload reads an openedx-events JSON example of internal/edx/testdata.

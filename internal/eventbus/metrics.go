@@ -2,6 +2,8 @@ package eventbus
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/badgebridge/bridge/internal/edx"
 )
 
 // Outcomes of an entry, the outcome label of bridge_eventbus_entries_total.
@@ -12,9 +14,6 @@ const (
 	outcomeTrimmed     = "trimmed"     // trimmed from the stream before it was processed
 	outcomeFailed      = "failed"      // the intake failed; the entry stays pending (counts attempts)
 )
-
-// maxTypeLabel bounds the type label: the type comes from the bus.
-const maxTypeLabel = 100
 
 // metrics are the consumer's Prometheus series; without a registerer they are kept but not
 // exported.
@@ -59,16 +58,20 @@ func (m *metrics) unsupported(stream, eventType string) {
 	m.byType.WithLabelValues(typeLabel(eventType)).Inc()
 }
 
-// typeLabel keeps the label set small and printable whatever a producer writes: event types
-// are dotted lowercase names.
+// typeLabel bounds the type label to the Open edX event types the bridge handles and those
+// known to share its streams; any other type is "other", so a producer cannot grow the number
+// of series by writing new type strings.
 func typeLabel(t string) string {
-	if t == "" || len(t) > maxTypeLabel {
-		return "other"
+	switch t {
+	case edx.TypeCertificateCreated, edx.TypeCertificateChanged, edx.TypeCertificateRevoked,
+		edx.TypePassingStatus, edx.TypeCCXPassingStatus,
+		"org.openedx.learning.course.enrollment.created.v1",
+		"org.openedx.learning.course.enrollment.changed.v1",
+		"org.openedx.learning.course.unenrollment.completed.v1",
+		"org.openedx.learning.course.persistent_grade_summary.changed.v1",
+		"org.openedx.learning.badge.awarded.v1",
+		"org.openedx.learning.badge.revoked.v1":
+		return t
 	}
-	for _, r := range t {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return "other"
-		}
-	}
-	return t
+	return "other"
 }

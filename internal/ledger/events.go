@@ -22,7 +22,16 @@ type EventRecord struct {
 	ReceivedAt time.Time `json:"received_at"`
 	Via        string    `json:"via"` // webhook, eventbus, backfill
 	Rows       []string  `json:"rows,omitempty"`
+	// Digest identifies the event's content (edx.Event.Digest): the same id with another
+	// digest is a different event reusing the id, answered 409.
+	Digest string `json:"digest,omitempty"`
 }
+
+// MaxEventsPerLearner caps the per-learner index of event records; the oldest records beyond it
+// are deleted with their index entries, so one learner's keys stay bounded whatever the rate.
+// Losing an old record only loses its de-duplication: the ledger's ordering rules make a
+// re-sent old event change nothing.
+const MaxEventsPerLearner = 1000
 
 // SeenEvent loads the record of an event id; nil when the id is unknown.
 func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error) {
@@ -40,25 +49,43 @@ func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error)
 	return &rec, nil
 }
 
+// recordScript stores the record (kept if one exists) and indexes it under the learner, trimming
+// the index by age and to MaxEventsPerLearner entries (deleting the records it trims).
+// KEYS: the event record, then the learner's index (left out when the event names no learner).
+// ARGV: record JSON, retention ms, now ms, cap, event key prefix, event id.
+var recordScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if #KEYS < 2 then return 0 end
+local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[2], now, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]))
+local over = redis.call('ZCARD', KEYS[2]) - keep
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('DEL', ARGV[5] .. id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1`)
+
 // RecordEvent stores the event record last, after its jobs are queued, so a failure before it
 // leaves the event unseen and a resend redoes the (idempotent) steps. An existing record is kept.
+// The record expires after the event retention; so does the learner's index of records.
 func (l *Ledger) RecordEvent(ctx context.Context, rec EventRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	// One round trip: this is the last step before a webhook is answered.
-	_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SetNX(ctx, l.eventKey(rec.ID), b, l.opts.EventRetention)
-		if rec.UserID != 0 {
-			// Indexed by learner so an erase can find them.
-			k := l.userKey(rec.UserID) + ":events"
-			p.SAdd(ctx, k, rec.ID)
-			p.Expire(ctx, k, l.opts.EventRetention)
-		}
-		return nil
-	})
-	if err != nil {
+	keys := []string{l.eventKey(rec.ID)}
+	if rec.UserID != 0 {
+		// Indexed by learner so an erase can find them.
+		keys = append(keys, l.userEventsKey(rec.UserID))
+	}
+	now := l.opts.Now()
+	err = recordScript.Run(ctx, l.rdb, keys, b, l.opts.EventRetention.Milliseconds(), ms(now),
+		MaxEventsPerLearner, l.eventKey(""), rec.ID).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("record event: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,18 +34,40 @@ type Intake struct {
 
 const maxTxRetries = 50
 
+// ErasedError refuses an event about a learner erased after the event's time: a captured event
+// replayed after DELETE /v1/learners/{id} must not bring the learner back.
+type ErasedError struct {
+	UserID   int64
+	ErasedAt time.Time
+}
+
+func (e *ErasedError) Error() string {
+	return fmt.Sprintf("learner %d was erased at %s; events from before that are refused",
+		e.UserID, e.ErasedAt.UTC().Format(time.RFC3339))
+}
+
 // Apply records an event's facts atomically (WATCH/MULTI: every key read is watched, so a
 // concurrent intake or erase makes this one start over) and marks every changed row as owing a
-// reconcile. It returns the rows whose facts changed; their version was bumped.
+// reconcile. It returns the rows whose facts changed; their version was bumped. An event that
+// changes no fact writes nothing at all, not even the learner's address: what an unauthenticated
+// sender cannot do, a sender of no-op events should not be able to grow either.
 //
 // A revocation or failing status also reaches facts stored by rules that are no longer in the
 // mapping (or that matched under another mode), with the revoke settings stored in the fact.
+// An event no newer than the learner's erasure fails with *ErasedError.
 func (l *Ledger) Apply(ctx context.Context, in Intake) ([]RowKey, error) {
 	uid := in.Learner.UserID
 	for attempt := 0; attempt < maxTxRetries; attempt++ {
 		var changed []RowKey
 		err := l.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			changed = nil
+			erasedAt, err := tx.Get(ctx, l.erasedKey(uid)).Int64()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if err == nil && in.At <= erasedAt {
+				return &ErasedError{UserID: uid, ErasedAt: time.UnixMicro(erasedAt)}
+			}
 			classes, err := tx.SMembers(ctx, l.userRowsKey(uid)).Result()
 			if err != nil {
 				return err
@@ -84,34 +107,12 @@ func (l *Ledger) Apply(ctx context.Context, in Intake) ([]RowKey, error) {
 				}
 				failed[c] = state == StateFailed
 			}
-			updates := append([]Update(nil), in.Updates...)
-			updates = append(updates, l.storedTargets(in, stored)...)
-
-			writes := map[string]map[string]any{} // class → field → fact JSON
-			for _, u := range updates {
-				var old *Fact
-				if raw, ok := stored[u.BadgeClass][in.Course+"|"+u.Rule]; ok {
-					var f Fact
-					if err := json.Unmarshal([]byte(raw), &f); err != nil {
-						return fmt.Errorf("fact %s/%s of row %s: %w", in.Course, u.Rule, RowKey{u.BadgeClass, uid}, err)
-					}
-					old = &f
-				}
-				u.Course = in.Course
-				nf, ok := Merge(old, u)
-				if !ok {
-					continue
-				}
-				b, _ := json.Marshal(nf)
-				if writes[u.BadgeClass] == nil {
-					writes[u.BadgeClass] = map[string]any{}
-				}
-				writes[u.BadgeClass][nf.Field()] = string(b)
-				// The merged fact is the stored one for a later update of the same field.
-				if stored[u.BadgeClass] == nil {
-					stored[u.BadgeClass] = map[string]string{}
-				}
-				stored[u.BadgeClass][nf.Field()] = string(b)
+			writes, err := mergeUpdates(in, stored, l.storedTargets(in, stored))
+			if err != nil {
+				return err
+			}
+			if len(writes) == 0 {
+				return nil
 			}
 			userAt, _ := tx.HGet(ctx, l.userKey(uid), "email_at").Int64()
 			now := l.opts.Now()
@@ -132,20 +133,25 @@ func (l *Ledger) Apply(ctx context.Context, in Intake) ([]RowKey, error) {
 					if failed[c] {
 						// A parked row resumes on a new fact, with a fresh retry budget.
 						p.HSet(ctx, l.rowKey(k), "state", StatePending, "reason", "", "retries", 0)
+						p.ZRem(ctx, l.failedIndexKey(), k.String())
 					}
 					p.HSetNX(ctx, l.rowKey(k), "created_at", ms(now))
 					p.HSet(ctx, l.rowKey(k), "updated_at", ms(now))
 					p.SAdd(ctx, l.userRowsKey(uid), c)
-					p.SAdd(ctx, l.rowsKey(), k.String())
+					p.ZAdd(ctx, l.rowIndexKey(), redis.Z{Member: k.String()})
 					p.ZAddArgs(ctx, l.owedKey(), redis.ZAddArgs{LT: true, Members: []redis.Z{{
 						Score: float64(ms(now.Add(l.opts.IntakeGrace))), Member: k.String()}}})
 				}
 				return nil
 			})
 			return err
-		}, l.userRowsKey(uid))
+		}, l.userRowsKey(uid), l.erasedKey(uid))
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
+		}
+		var erased *ErasedError
+		if errors.As(err, &erased) {
+			return nil, err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("record facts of user %d: %w", uid, err)
@@ -154,6 +160,40 @@ func (l *Ledger) Apply(ctx context.Context, in Intake) ([]RowKey, error) {
 		return changed, nil
 	}
 	return nil, fmt.Errorf("record facts of user %d: too much contention", uid)
+}
+
+// mergeUpdates applies the ordering rules to every update against the stored facts and returns
+// the facts to write, by badge class and field. stored is updated in place, so that a later
+// update of the same field merges with the earlier one.
+func mergeUpdates(in Intake, stored map[string]map[string]string, targets []Update) (map[string]map[string]any, error) {
+	uid := in.Learner.UserID
+	updates := append(append([]Update(nil), in.Updates...), targets...)
+	writes := map[string]map[string]any{}
+	for _, u := range updates {
+		var old *Fact
+		if raw, ok := stored[u.BadgeClass][in.Course+"|"+u.Rule]; ok {
+			var f Fact
+			if err := json.Unmarshal([]byte(raw), &f); err != nil {
+				return nil, fmt.Errorf("fact %s/%s of row %s: %w", in.Course, u.Rule, RowKey{u.BadgeClass, uid}, err)
+			}
+			old = &f
+		}
+		u.Course = in.Course
+		nf, ok := Merge(old, u)
+		if !ok {
+			continue
+		}
+		b, _ := json.Marshal(nf)
+		if writes[u.BadgeClass] == nil {
+			writes[u.BadgeClass] = map[string]any{}
+		}
+		writes[u.BadgeClass][nf.Field()] = string(b)
+		if stored[u.BadgeClass] == nil {
+			stored[u.BadgeClass] = map[string]string{}
+		}
+		stored[u.BadgeClass][nf.Field()] = string(b)
+	}
+	return writes, nil
 }
 
 // storedTargets finds facts of this course run already in the ledger that a revocation or a
@@ -189,17 +229,37 @@ func (l *Ledger) storedTargets(in Intake, stored map[string]map[string]string) [
 	return out
 }
 
-// Retry puts a row back to work now with a fresh retry budget (admin retry).
-func (l *Ledger) Retry(ctx context.Context, k RowKey) error {
-	now := l.opts.Now()
-	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, l.rowKey(k), "state", StatePending, "reason", "", "retries", 0, "updated_at", ms(now))
-		p.HIncrBy(ctx, l.rowKey(k), "version", 1)
-		p.ZAdd(ctx, l.owedKey(), redis.Z{Score: float64(ms(now.Add(l.opts.IntakeGrace))), Member: k.String()})
+var retryScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'reason', '', 'retries', 0, 'updated_at', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1`)
+
+// Retry puts rows back to work now with a fresh retry budget (admin retry), in one round trip.
+// Each is due at once: the sweeper queues it at its next pass, so a retry of thousands of rows
+// needs no enqueue per row. A row erased meanwhile is skipped. It returns how many it put back.
+func (l *Ledger) Retry(ctx context.Context, keys ...RowKey) (int, error) {
+	now := ms(l.opts.Now())
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = retryScript.Eval(ctx, p, []string{l.rowKey(k), l.failedIndexKey(), l.owedKey()}, k.String(), now)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("retry row %s: %w", k, err)
+		return 0, fmt.Errorf("retry %d row(s): %w", len(keys), err)
 	}
-	return nil
+	n := 0
+	for _, c := range cmds {
+		if v, _ := c.Int(); v == 1 {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -88,8 +88,16 @@ func (l *Ledger) rowKey(k RowKey) string   { return l.opts.Prefix + "row:" + k.S
 func (l *Ledger) factsKey(k RowKey) string { return l.opts.Prefix + "facts:" + k.String() }
 func (l *Ledger) lockKey(k RowKey) string  { return l.opts.Prefix + "lock:" + k.String() }
 func (l *Ledger) owedKey() string          { return l.opts.Prefix + "owed" }
-func (l *Ledger) rowsKey() string          { return l.opts.Prefix + "rows" }
 func (l *Ledger) fenceKey() string         { return l.opts.Prefix + "fence" }
+
+// The row indexes are sorted sets with one score, so that the admin API pages through them in
+// key order (ZRANGE BYLEX) from an opaque cursor instead of reading every row.
+func (l *Ledger) rowIndexKey() string    { return l.opts.Prefix + "rowidx" }
+func (l *Ledger) failedIndexKey() string { return l.opts.Prefix + "failed" }
+
+// legacyRowsKey is the unordered set of all rows that versions before the indexes kept; the
+// index repair moves it into rowidx.
+func (l *Ledger) legacyRowsKey() string { return l.opts.Prefix + "rows" }
 func (l *Ledger) userKey(uid int64) string {
 	return l.opts.Prefix + "user:" + strconv.FormatInt(uid, 10)
 }
@@ -97,5 +105,17 @@ func (l *Ledger) userRowsKey(uid int64) string   { return l.userKey(uid) + ":row
 func (l *Ledger) userEmailsKey(uid int64) string { return l.userKey(uid) + ":emails" }
 func (l *Ledger) emailKey(email string) string   { return l.opts.Prefix + "email:" + email }
 func (l *Ledger) eventKey(id string) string      { return l.opts.Prefix + "evt:" + id }
+
+// userEventsKey indexes the learner's event records by receive time, so that an erase finds them
+// and old ones are trimmed. (Older versions kept an unordered set under ":events".)
+func (l *Ledger) userEventsKey(uid int64) string { return l.userKey(uid) + ":evidx" }
+func (l *Ledger) legacyUserEventsKey(uid int64) string {
+	return l.userKey(uid) + ":events"
+}
+
+// erasedKey is the learner's erasure tombstone: the erase time, µs.
+func (l *Ledger) erasedKey(uid int64) string {
+	return l.opts.Prefix + "erased:" + strconv.FormatInt(uid, 10)
+}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

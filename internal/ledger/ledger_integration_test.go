@@ -45,7 +45,8 @@ func TestApplyTransitions(t *testing.T) {
 	if len(rows) != 1 {
 		t.Fatalf("an older re-send moves the start of support back: rows %v", rows)
 	}
-	// E-mail change: recorded, new awards go to the new address, the old one is still looked up.
+	// An e-mail change alone changes no fact: nothing is written, so a sender cannot grow a
+	// learner's addresses with events that change nothing.
 	rows, _ = l.Apply(ctx, intake(42, "Alice.New@Example.com", edx.SignalSupports, 100, "rule"))
 	if len(rows) != 0 {
 		t.Fatalf("an e-mail change alone must not reconcile again, rows %v", rows)
@@ -57,15 +58,19 @@ func TestApplyTransitions(t *testing.T) {
 	if r.Version != 2 || r.State != StatePending {
 		t.Fatalf("version=%d state=%s, want 2 pending", r.Version, r.State)
 	}
-	if len(r.Emails) != 2 || r.Email != "Alice.New@Example.com" {
-		t.Fatalf("emails %v current %q", r.Emails, r.Email)
+	if len(r.Emails) != 1 || r.Email != "alice@example.com" {
+		t.Fatalf("emails %v current %q after a no-op event", r.Emails, r.Email)
 	}
-	// Revocation at the same time as the award wins.
-	rows, _ = l.Apply(ctx, intake(42, "alice@example.com", edx.SignalRevokes, 100, "rule"))
+	// Revocation at the same time as the award wins. It changes the row, so its address is
+	// recorded: new awards go to it, and the old one is still looked up.
+	rows, _ = l.Apply(ctx, intake(42, "Alice.New@Example.com", edx.SignalRevokes, 100, "rule"))
 	if len(rows) != 1 {
 		t.Fatalf("revoke at equal time: rows %v", rows)
 	}
 	r, _ = l.Read(ctx, k)
+	if len(r.Emails) != 2 || r.Email != "Alice.New@Example.com" {
+		t.Fatalf("emails %v current %q", r.Emails, r.Email)
+	}
 	if held, _ := Desired(r.Facts, 200); held {
 		t.Fatal("still held after revocation")
 	}
@@ -200,9 +205,9 @@ func TestErase(t *testing.T) {
 	if err := l.RecordEvent(ctx, EventRecord{ID: "e5", UserID: 5, Status: "accepted"}); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := l.Erase(ctx, 5)
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("erase: %v %v", keys, err)
+	erased, err := l.Erase(ctx, 5)
+	if err != nil || len(erased.Rows) != 1 || erased.Events != 1 {
+		t.Fatalf("erase: %+v %v", erased, err)
 	}
 	if r, _ := l.Read(ctx, RowKey{"Class1", 5}); r != nil {
 		t.Fatal("row survived the erase")
@@ -216,7 +221,36 @@ func TestErase(t *testing.T) {
 	if total, _, _ := l.Owed(ctx, time.Now()); total != 0 {
 		t.Fatal("owed mark survived the erase")
 	}
-	if n, _ := l.rdb.Keys(ctx, "bb:*").Result(); len(n) != 0 {
-		t.Fatalf("keys left after erase: %v", n)
+	if n, _ := l.rdb.Keys(ctx, "bb:*").Result(); len(n) != 1 || n[0] != "bb:erased:5" {
+		t.Fatalf("keys left after erase (want only the tombstone): %v", n)
+	}
+	if ttl := l.rdb.TTL(ctx, "bb:erased:5").Val(); ttl <= 0 {
+		t.Fatalf("the tombstone must expire, TTL %v", ttl)
+	}
+}
+
+// A validly signed event captured before an erase and replayed after it must not bring the
+// learner back; an event newer than the erasure is a new fact and is recorded.
+func TestEraseTombstoneRefusesReplays(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	before := time.Now().Add(-time.Minute).UnixMicro()
+	if _, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, before, "rule")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Erase(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, before, "rule"))
+	var refused *ErasedError
+	if !errors.As(err, &refused) || refused.UserID != 6 {
+		t.Fatalf("replayed event after erase: want *ErasedError, got %v", err)
+	}
+	if n, _ := l.rdb.Keys(ctx, "bb:*6*").Result(); len(n) != 1 {
+		t.Fatalf("the refused replay wrote keys: %v", n)
+	}
+	rows, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, time.Now().Add(time.Second).UnixMicro(), "rule"))
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("an event newer than the erasure: rows %v, err %v", rows, err)
 	}
 }

@@ -35,29 +35,51 @@ type Row struct {
 
 // Read loads a row with its facts and the learner's addresses; nil when the row does not exist.
 func (l *Ledger) Read(ctx context.Context, k RowKey) (*Row, error) {
-	var (
-		h      *redis.MapStringStringCmd
-		facts  *redis.MapStringStringCmd
-		emails *redis.StringSliceCmd
-		email  *redis.StringCmd
-	)
+	rows, err := l.ReadMany(ctx, []RowKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return rows[0], nil
+}
+
+// ReadMany loads rows in one round trip; an entry is nil where that row does not exist.
+func (l *Ledger) ReadMany(ctx context.Context, keys []RowKey) ([]*Row, error) {
+	type cmds struct {
+		h, facts *redis.MapStringStringCmd
+		emails   *redis.StringSliceCmd
+		email    *redis.StringCmd
+	}
+	c := make([]cmds, len(keys))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		h = p.HGetAll(ctx, l.rowKey(k))
-		facts = p.HGetAll(ctx, l.factsKey(k))
-		emails = p.SMembers(ctx, l.userEmailsKey(k.UserID))
-		email = p.HGet(ctx, l.userKey(k.UserID), "email")
+		for i, k := range keys {
+			c[i].h = p.HGetAll(ctx, l.rowKey(k))
+			c[i].facts = p.HGetAll(ctx, l.factsKey(k))
+			c[i].emails = p.SMembers(ctx, l.userEmailsKey(k.UserID))
+			c[i].email = p.HGet(ctx, l.userKey(k.UserID), "email")
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read row %s: %w", k, err)
+		return nil, fmt.Errorf("read %d row(s): %w", len(keys), err)
 	}
-	m := h.Val()
+	out := make([]*Row, len(keys))
+	for i, k := range keys {
+		r, err := parseRow(k, c[i].h.Val(), c[i].facts.Val(), c[i].emails.Val(), c[i].email.Val())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+func parseRow(k RowKey, m, facts map[string]string, emails []string, email string) (*Row, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
 	r := &Row{
 		Key: k, State: m["state"], Desired: m["desired"], EntityID: m["entity_id"],
-		OpenBadgeID: m["open_badge_id"], Reason: m["reason"], Email: email.Val(),
+		OpenBadgeID: m["open_badge_id"], Reason: m["reason"], Email: email,
 	}
 	r.Version = atoi(m["version"])
 	r.SyncedVersion = atoi(m["synced_version"])
@@ -67,9 +89,9 @@ func (l *Ledger) Read(ctx context.Context, k RowKey) (*Row, error) {
 	r.NextCheck = atoi(m["next_check"])
 	r.CreatedAt = atoi(m["created_at"])
 	r.UpdatedAt = atoi(m["updated_at"])
-	r.Emails = emails.Val()
+	r.Emails = emails
 	sort.Strings(r.Emails)
-	for field, raw := range facts.Val() {
+	for field, raw := range facts {
 		var f Fact
 		if err := json.Unmarshal([]byte(raw), &f); err != nil {
 			return nil, fmt.Errorf("read row %s: fact %s: %w", k, field, err)
@@ -145,7 +167,14 @@ func (l *Ledger) Unlock(ctx context.Context, k RowKey, token string) error {
 var writeScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
-if #ARGV > 6 then redis.call('HSET', KEYS[2], unpack(ARGV, 7)) end
+if #ARGV > 6 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+  if redis.call('HGET', KEYS[2], 'state') == 'failed' then
+    redis.call('ZADD', KEYS[4], 0, ARGV[2])
+  else
+    redis.call('ZREM', KEYS[4], ARGV[2])
+  end
+end
 if ARGV[3] ~= 'final' then return 1 end
 local v = redis.call('HGET', KEYS[2], 'version') or '0'
 if v ~= ARGV[4] then
@@ -196,7 +225,7 @@ func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen, 
 	}
 	f["updated_at"] = ms(l.opts.Now())
 	args := append([]any{token, k.String(), mode, seen, next, ms(l.opts.Now())}, f.args()...)
-	n, err := writeScript.Run(ctx, l.rdb, []string{l.lockKey(k), l.rowKey(k), l.owedKey()}, args...).Int()
+	n, err := writeScript.Run(ctx, l.rdb, []string{l.lockKey(k), l.rowKey(k), l.owedKey(), l.failedIndexKey()}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("write row %s: %w", k, err)
 	}
@@ -212,40 +241,3 @@ func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen, 
 
 // ErrRowGone means the row was erased.
 var ErrRowGone = errors.New("row erased")
-
-var claimScript = redis.NewScript(`
-local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], m) end
-return due`)
-
-// ClaimDue takes up to limit rows whose reconcile is due at now and pushes their mark to
-// now+requeue, so one sweeper (of many replicas) queues each due row once per period. The mark
-// stays until a job that saw the latest version clears it: a lost job is re-queued next period.
-func (l *Ledger) ClaimDue(ctx context.Context, now time.Time, limit int, requeue time.Duration) ([]RowKey, error) {
-	res, err := claimScript.Run(ctx, l.rdb, []string{l.owedKey()}, ms(now), limit, ms(now.Add(requeue))).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("claim due rows: %w", err)
-	}
-	out := make([]RowKey, 0, len(res))
-	for _, s := range res {
-		k, err := ParseRowKey(s)
-		if err != nil {
-			continue
-		}
-		out = append(out, k)
-	}
-	return out, nil
-}
-
-// Owed counts rows with a reconcile mark, and those due at now.
-func (l *Ledger) Owed(ctx context.Context, now time.Time) (total, due int64, err error) {
-	total, err = l.rdb.ZCard(ctx, l.owedKey()).Result()
-	if err != nil {
-		return 0, 0, fmt.Errorf("count owed rows: %w", err)
-	}
-	due, err = l.rdb.ZCount(ctx, l.owedKey(), "-inf", strconv.FormatInt(ms(now), 10)).Result()
-	if err != nil {
-		return 0, 0, fmt.Errorf("count owed rows: %w", err)
-	}
-	return total, due, nil
-}

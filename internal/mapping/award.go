@@ -148,14 +148,23 @@ func checkEvidenceURL(s string) error {
 
 // compileTemplate parses src and tries it against the sample event of kind, so that a syntax
 // error, a field the kind's events lack or a failing execution is reported at Parse. An empty
-// src gives a nil template (rendered as the empty string).
+// src gives a nil template (rendered as the empty string). key (narrative or evidence_url) says
+// how the values it prints are escaped (escape.go).
 func compileTemplate(key, src string, kind edx.Kind) (*template.Template, error) {
 	if src == "" {
 		return nil, nil
 	}
-	t, err := template.New(key).Option("missingkey=error").Parse(src)
+	t, err := template.New(key).Funcs(templateFuncs).Option("missingkey=error").Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: "))
+	}
+	switch key {
+	case "narrative":
+		escapeTemplate(t, markdownFunc, false)
+	case "evidence_url":
+		escapeTemplate(t, pathFunc, true)
+	default:
+		return nil, fmt.Errorf("no escaping known for %s", key)
 	}
 	dataType := reflect.TypeOf(templateData(edx.Event{Kind: kind}))
 	if t.Tree != nil && t.Tree.Root != nil {

@@ -53,18 +53,19 @@ func TestRender(t *testing.T) {
 		want Award
 	}{
 		{"cert", cert, Award{
-			Narrative:    "Ada Lovelace (ada) completed OpenedX/DemoX/Demo_Course as verified with 0.93 on 2024-05-27",
+			Narrative:    `Ada Lovelace (ada) completed OpenedX/DemoX/Demo\_Course as verified with 0\.93 on 2024\-05\-27`,
 			EvidenceURL:  "https://lms.example.org/certificates/abc",
 			Notify:       true,
 			ExpiresAfter: 365 * 24 * time.Hour,
 		}},
 		{"cert", webCert, Award{
-			Narrative:    "Ada Lovelace (ada) completed OpenedX/DemoX/Demo_Course as verified with 0.93 on 2024-05-27",
+			Narrative:    `Ada Lovelace (ada) completed OpenedX/DemoX/Demo\_Course as verified with 0\.93 on 2024\-05\-27`,
 			Notify:       true,
 			ExpiresAfter: 365 * 24 * time.Hour,
 		}},
 		{"pass", pass, Award{
-			Narrative:   "ada passed ccx-v1:OpenedX+DemoX+Demo_Course+ccx@3",
+			Narrative: `ada passed ccx\-v1\:OpenedX\+DemoX\+Demo\_Course\+ccx\@3`,
+			// urlquery is the operator's own escaping: not path-escaped again.
 			EvidenceURL: "https://lms.example.org/u/7/ccx-v1%3AOpenedX%2BDemoX%2BDemo_Course%2Bccx%403",
 		}},
 		{"no-text", cert, Award{}},

@@ -29,7 +29,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("Render: %v", err)
 	}
 	want := Award{
-		Narrative:   "Completed course-v1:OpenedX+DemoX+Demo_Course",
+		// Markdown-escaped; the badge host renders it as the plain key.
+		Narrative: `Completed course\-v1\:OpenedX\+DemoX\+Demo\_Course`,
+		// PathEscape keeps ':' and '+': the key stays one readable path segment.
 		EvidenceURL: "https://lms.example.org/certificates/user/3/course/course-v1:OpenedX+DemoX+Demo_Course",
 	}
 	if award != want {

@@ -14,6 +14,13 @@
 //   - narrative and evidence_url are text/template templates (builtins such as urlquery and
 //     printf included). Parse rejects fields the rule's kind lacks, even in branches the sample
 //     event does not take, and an evidence_url that does not render to an absolute http(s) URL.
+//   - Every value a template prints is escaped for where it goes, because learners choose their
+//     names: in narrative (Markdown) each ASCII punctuation character gets a backslash and line
+//     breaks become spaces; in evidence_url each value is url.PathEscape'd, which keeps a course
+//     key's ':' and '+' and turns '/', '?', '#' and spaces into %XX. Exceptions: a value that
+//     begins evidence_url is the URL itself ({{.CertificateURL}}) and is only checked as one;
+//     a pipeline ending in urlquery is taken as already escaped; and raw prints a value as it is
+//     ({{raw .Name}} or {{.Name | raw}}), for values the operator knows to be safe.
 //   - Modes compare case-insensitively. badge_class accepts only letters, digits, -, _, . and ~.
 package mapping
 

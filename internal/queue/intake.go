@@ -2,10 +2,13 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/ledger"
@@ -18,6 +21,9 @@ const (
 	StatusUnchanged = "unchanged"
 	StatusDuplicate = "duplicate"
 	StatusIgnored   = "ignored"
+	// StatusConflict: the event id was already handled with different content (contract 4.1:
+	// 409); nothing is recorded.
+	StatusConflict = "conflict"
 )
 
 // Result is what intake did with one event.
@@ -35,6 +41,7 @@ type Intake struct {
 	Mapping  *mapping.Mapping
 	Enqueuer *Enqueuer
 	Log      *slog.Logger
+	Metrics  *IntakeMetrics
 }
 
 // Handle records ev and queues the reconciles it makes owed. Steps: facts and owed marks in one
@@ -46,11 +53,23 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		if err != nil {
 			return Result{}, err
 		}
+		if rec != nil && rec.Digest != "" && rec.Digest != ev.Digest() {
+			in.Metrics.conflict(via)
+			in.log().Warn("event id reused with different content; refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
+			return Result{Status: StatusConflict, Message: fmt.Sprintf("conflict: event %s was already handled with different content; give a new event its own id", ev.ID)}, nil
+		}
 		if rec != nil {
 			return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}, nil
 		}
 	}
 	res, rows, err := in.apply(ctx, ev)
+	var erased *ledger.ErasedError
+	if errors.As(err, &erased) {
+		// Recorded nowhere: an event record would hold the erased learner's id again.
+		reason := erased.Error()
+		in.log().Info("event for an erased learner refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
+		return Result{Status: StatusIgnored, Reason: reason, Message: "ignored: " + reason}, nil
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -64,6 +83,7 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		rec := ledger.EventRecord{
 			ID: ev.ID, Type: ev.Type, Status: res.Status, Reason: res.Reason, UserID: ev.UserID,
 			Course: ev.Course.Raw, EventTime: ev.Time, ReceivedAt: in.now(), Via: via, Rows: res.Jobs,
+			Digest: ev.Digest(),
 		}
 		if err := in.Ledger.RecordEvent(ctx, rec); err != nil {
 			return Result{}, err
@@ -140,3 +160,22 @@ func (in *Intake) log() *slog.Logger {
 }
 
 func (in *Intake) now() time.Time { return time.Now().UTC() }
+
+// IntakeMetrics count what intake refused; a nil *IntakeMetrics records nothing.
+type IntakeMetrics struct{ conflicts *prometheus.CounterVec }
+
+// NewIntakeMetrics registers the intake series on reg.
+func NewIntakeMetrics(reg prometheus.Registerer) *IntakeMetrics {
+	m := &IntakeMetrics{conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_event_id_conflicts_total",
+		Help: "Events refused because their id was already handled with different content, by source.",
+	}, []string{"via"})}
+	reg.MustRegister(m.conflicts)
+	return m
+}
+
+func (m *IntakeMetrics) conflict(via string) {
+	if m != nil {
+		m.conflicts.WithLabelValues(via).Inc()
+	}
+}

@@ -32,9 +32,10 @@ func BenchmarkWebhookPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	l := ledger.New(rdb, ledger.Options{})
 	in := &Intake{
-		Ledger: ledger.New(rdb, ledger.Options{}), Mapping: m, Log: slog.New(slog.DiscardHandler),
-		Enqueuer: NewEnqueuer(asynq.NewClientFromRedisClient(rdb), time.Minute),
+		Ledger: l, Mapping: m, Log: slog.New(slog.DiscardHandler),
+		Enqueuer: NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute),
 	}
 	parse := func(i int) edx.Event {
 		ev, err := edx.ParseWebhook(edx.WebhookRequest{ContentType: "application/json", Body: body, Received: time.Now()})

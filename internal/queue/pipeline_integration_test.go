@@ -64,7 +64,7 @@ func newPipeline(t *testing.T) *pipeline {
 		t.Fatal(err)
 	}
 	l := ledger.New(rdb, ledger.Options{IntakeGrace: 3 * time.Second})
-	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), 20*time.Second)
+	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, 20*time.Second)
 	p := &pipeline{rdb: rdb, sandbox: sb, ledger: l, settle: time.Second}
 	p.intake = &Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
 	rec := &Reconciler{Ledger: l, Host: host, Enqueuer: enq, Log: log, Settle: p.settle, Lease: 5 * time.Second, MaxRetry: 12}

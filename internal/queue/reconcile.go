@@ -41,12 +41,26 @@ const (
 )
 
 // ProcessTask is the asynq handler of reconcile jobs.
+//
+// The job empties the row's job slot as it takes the row lock, before it reads the row, so a
+// change recorded from then on queues a new job rather than counting on this one.
+//
+// Errors are logged, not returned: with MaxRetry 0 asynq would archive the task, keeping a dead
+// copy for 90 days. Retries go through the ledger instead: the owed mark stays until a job that
+// saw the latest version settles it, and the sweeper queues the row again when it is due.
 func (r *Reconciler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	k, err := parsePayload(t)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	return r.Reconcile(ctx, k)
+	id, _ := asynq.GetTaskID(ctx)
+	if err := r.run(ctx, k, id); err != nil {
+		r.Metrics.reconciled("error")
+		if ctx.Err() == nil {
+			r.log().Warn("reconcile failed; the sweeper will queue the row again", "row", k.String(), "err", err)
+		}
+	}
+	return nil
 }
 
 // outcome is what one reconcile decided to write back.
@@ -58,14 +72,41 @@ type outcome struct {
 // Reconcile takes the row's lock, reads it and makes the host match it. Any number of these,
 // in any order, converge: they carry no decision, and only one holds a row at a time.
 func (r *Reconciler) Reconcile(ctx context.Context, k ledger.RowKey) error {
-	token, ok, err := r.Ledger.Lock(ctx, k, r.Lease)
-	if err != nil {
+	return r.run(ctx, k, "")
+}
+
+// run is Reconcile for the job id ("" when not run as a queued job).
+func (r *Reconciler) run(ctx context.Context, k ledger.RowKey, id string) error {
+	moved, err := r.reconcile(ctx, k, id)
+	if err != nil || !moved {
 		return err
+	}
+	// Queued after the unlock: a job that found the row busy has emptied the slot by now (it
+	// does so before it tries the lock), so this one is not skipped in favour of a job that
+	// already gave up.
+	if err := r.Enqueuer.Enqueue(ctx, k); err != nil {
+		r.log().Warn("queue follow-up reconcile failed; the sweeper will", "row", k.String(), "err", err)
+	}
+	return nil
+}
+
+// reconcile is one locked pass over the row; moved reports that the row changed meanwhile and
+// is owed another pass.
+func (r *Reconciler) reconcile(ctx context.Context, k ledger.RowKey, id string) (moved bool, err error) {
+	var token string
+	var ok bool
+	if id != "" {
+		token, ok, err = r.Ledger.StartJob(ctx, k, id, r.Lease)
+	} else {
+		token, ok, err = r.Ledger.Lock(ctx, k, r.Lease)
+	}
+	if err != nil {
+		return false, err
 	}
 	if !ok {
 		// The holder re-reads the version when it finishes and queues again if it moved.
 		r.Metrics.reconciled("busy")
-		return nil
+		return false, nil
 	}
 	defer func() {
 		// A fresh context: the unlock must happen even when the job's context is done.
@@ -77,12 +118,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, k ledger.RowKey) error {
 	}()
 	row, err := r.Ledger.Read(ctx, k)
 	if err != nil || row == nil {
-		return err
+		return false, err
 	}
 	now := r.now()
 	if row.Version == row.SyncedVersion && (row.NextCheck == 0 || row.NextCheck > now.UnixMilli()) {
 		r.Metrics.reconciled("current")
-		return nil // a duplicate job: an earlier one already did this version
+		return false, nil // a duplicate job: an earlier one already did this version
 	}
 	out, err := r.converge(ctx, row, token, now)
 	if err != nil {
@@ -90,27 +131,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, k ledger.RowKey) error {
 			// Shutdown, lost lease or erased row: write nothing; the owed mark brings the row
 			// back if there is still work.
 			r.log().Info("reconcile interrupted", "row", k.String(), "err", err)
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
 	var next int64
 	if !out.next.IsZero() {
 		next = out.next.UnixMilli()
 	}
-	moved, err := r.Ledger.Finish(ctx, k, token, row.Version, next, out.fields)
+	moved, err = r.Ledger.Finish(ctx, k, token, row.Version, next, out.fields)
 	if err != nil {
 		if errors.Is(err, ledger.ErrLockLost) || errors.Is(err, ledger.ErrRowGone) {
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
-	if moved {
-		if err := r.Enqueuer.Enqueue(ctx, k); err != nil {
-			r.log().Warn("queue follow-up reconcile failed; the sweeper will", "row", k.String(), "err", err)
-		}
-	}
-	return nil
+	return moved, nil
 }
 
 func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string, now time.Time) (outcome, error) {

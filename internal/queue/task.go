@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -28,31 +29,75 @@ type reconcilePayload struct {
 	UserID     int64  `json:"user_id"`
 }
 
-// Enqueuer queues reconcile jobs.
+// Enqueuer queues reconcile jobs, at most one waiting per row (the ledger's job slot).
 type Enqueuer struct {
 	client  *asynq.Client
+	ledger  *ledger.Ledger
 	timeout time.Duration
 }
 
-// NewEnqueuer queues on client; timeout is a job's run limit (above the row lease).
-func NewEnqueuer(client *asynq.Client, timeout time.Duration) *Enqueuer {
-	return &Enqueuer{client: client, timeout: timeout}
+// NewEnqueuer queues on client, keeping each row's waiting job in l; timeout is a job's run
+// limit (above the row lease).
+func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, timeout time.Duration) *Enqueuer {
+	return &Enqueuer{client: client, ledger: l, timeout: timeout}
 }
 
-// Enqueue queues a reconcile job for the row under a fresh id. Ids are never reused and jobs
-// carry no decision, so a queued, running or archived job never swallows a later change: the
-// job reads the row when it runs, and the ledger's owed mark outlives any job.
+// Enqueue makes sure one reconcile job is waiting for the row. When one already is, nothing is
+// queued: jobs carry no decision and read the row when they run, so the waiting one also does
+// this change. Otherwise a job goes in under a fresh id (ids are never reused, so an archived
+// or finished job never swallows a later change). An erased row needs no job.
 func (e *Enqueuer) Enqueue(ctx context.Context, k ledger.RowKey) error {
+	_, err := e.ensure(ctx, k, false)
+	return err
+}
+
+// ensure is Enqueue reporting whether it queued a job. With idle it queues only when no job
+// runs on the row either (the sweeper's case: a running job settles the owed mark itself).
+func (e *Enqueuer) ensure(ctx context.Context, k ledger.RowKey, idle bool) (queued bool, err error) {
+	id := newJobID(k)
+	var claimed bool
+	if idle {
+		claimed, err = e.ledger.ClaimIdleJob(ctx, k, id)
+	} else {
+		claimed, _, err = e.ledger.ClaimJob(ctx, k, id)
+	}
+	if errors.Is(err, ledger.ErrRowGone) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue reconcile of %s: %w", k, err)
+	}
+	if !claimed {
+		return false, nil
+	}
+	if err := e.enqueue(ctx, k, id); err != nil {
+		// Free the slot, or no job would be queued for the row until the sweeper found this
+		// id missing. A fresh context: the caller's may be what failed.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, rerr := e.ledger.ReleaseJob(rctx, k, id); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+func (e *Enqueuer) enqueue(ctx context.Context, k ledger.RowKey, id string) error {
 	b, _ := json.Marshal(reconcilePayload{BadgeClass: k.BadgeClass, UserID: k.UserID})
-	var nonce [6]byte
-	_, _ = rand.Read(nonce[:])
-	id := "rc:" + k.String() + ":" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "-" + hex.EncodeToString(nonce[:])
 	_, err := e.client.EnqueueContext(ctx, asynq.NewTask(TypeReconcile, b),
 		asynq.Queue(Queue), asynq.TaskID(id), asynq.MaxRetry(0), asynq.Timeout(e.timeout))
 	if err != nil {
 		return fmt.Errorf("queue reconcile of %s: %w", k, err)
 	}
 	return nil
+}
+
+// newJobID names a job by its row (user id, never e-mail), time and a nonce.
+func newJobID(k ledger.RowKey) string {
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	return "rc:" + k.String() + ":" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "-" + hex.EncodeToString(nonce[:])
 }
 
 func parsePayload(t *asynq.Task) (ledger.RowKey, error) {

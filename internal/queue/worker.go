@@ -44,6 +44,9 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, rec *Reconciler, sw 
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeReconcile, rec)
+	if sw.Inspector == nil {
+		sw.Inspector = asynq.NewInspectorFromRedisClient(rdb)
+	}
 	return &Worker{srv: srv, mux: mux, sweeper: sw, log: log}
 }
 
@@ -62,12 +65,19 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops fetching jobs, lets in-flight ones finish within the grace period (asynq puts
-// the rest back to pending without spending a retry) and stops the sweeper.
-func (w *Worker) Shutdown() {
+// Stop stops taking work: no new jobs are fetched and the sweeper queues no more. Jobs in
+// flight go on; Shutdown waits for them.
+func (w *Worker) Stop() {
 	if w.cancel != nil {
 		w.cancel()
 	}
+	w.srv.Stop()
+}
+
+// Shutdown stops taking work (Stop), lets in-flight jobs finish within the grace period (asynq
+// puts the rest back to pending without spending a retry) and waits for the sweeper.
+func (w *Worker) Shutdown() {
+	w.Stop()
 	w.srv.Shutdown()
 	w.wg.Wait()
 }

@@ -62,11 +62,23 @@ func refuse(format string, args ...any) error {
 // Verify checks one request. A request that carries a Standard Webhooks signature is judged by
 // it alone: a bad signature is not rescued by a token.
 func (a *Auth) Verify(h http.Header, query string, body []byte) error {
-	if h.Get("webhook-signature") != "" || h.Get("webhook-id") != "" || h.Get("webhook-timestamp") != "" {
+	if Signed(h) {
 		return a.verifySignature(h, body)
 	}
+	return a.VerifyToken(h, query)
+}
+
+// Signed reports whether a request claims Standard Webhooks authentication; only such a request
+// needs its body read before it is authenticated.
+func Signed(h http.Header) bool {
+	return h.Get("webhook-signature") != "" || h.Get("webhook-id") != "" || h.Get("webhook-timestamp") != ""
+}
+
+// VerifyToken checks the bearer or query token of a request that is not Signed. It needs no body,
+// so the handler calls it before reading one.
+func (a *Auth) VerifyToken(h http.Header, query string) error {
 	if v := h.Get("Authorization"); v != "" {
-		tok, ok := strings.CutPrefix(v, "Bearer ")
+		tok, ok := bearerToken(v)
 		if !ok || !matchAny(a.tokens, tok) {
 			return refuse("bearer token not accepted")
 		}
@@ -79,6 +91,22 @@ func (a *Auth) Verify(h http.Header, query string, body []byte) error {
 		return nil
 	}
 	return refuse("no credential: send a Standard Webhooks signature, an Authorization: Bearer token or ?token=")
+}
+
+// VerifySignature checks the Standard Webhooks signature of a Signed request over body.
+func (a *Auth) VerifySignature(h http.Header, body []byte) error {
+	return a.verifySignature(h, body)
+}
+
+// bearerToken takes the token out of an Authorization value. The scheme name is
+// case-insensitive and may be followed by several spaces (RFC 7235 section 2.1).
+func bearerToken(v string) (string, bool) {
+	scheme, tok, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimLeft(tok, " ")
+	return tok, tok != ""
 }
 
 // matchAny compares against every configured token, without stopping early, in constant time.

@@ -20,11 +20,15 @@ import (
 type fakeIntake struct {
 	got []edx.Event
 	err error
+	res *queue.Result // the answer, when not the default "accepted"
 }
 
 func (f *fakeIntake) Handle(_ context.Context, ev edx.Event, _ string) (queue.Result, error) {
 	if f.err != nil {
 		return queue.Result{}, f.err
+	}
+	if f.res != nil {
+		return *f.res, nil
 	}
 	f.got = append(f.got, ev)
 	return queue.Result{Status: queue.StatusAccepted, Message: "accepted", Jobs: []string{"C:42"}}, nil
@@ -105,7 +109,10 @@ func TestAnswers(t *testing.T) {
 		{"unsupported event type", post(strings.Replace(string(good), "certificate.created.v1", "course.enrollment.created.v1", 1), "application/json", true), &fakeIntake{}, 200, "ignored"},
 		{"deep JSON", post(strings.Repeat(`{"a":`, 5000)+"1"+strings.Repeat("}", 5000), "application/json", true), &fakeIntake{}, 400, "malformed"},
 		{"invalid UTF-8", post(strings.Replace(string(good), "Alice Liddell", "Alice \xff\xfe", 1), "application/json", true), &fakeIntake{}, 400, "UTF-8"},
+		{"name too long", post(strings.Replace(string(good), "Alice Liddell", strings.Repeat("A", 256), 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: longer than 255"},
+		{"bidi control in the name", post(strings.Replace(string(good), "Alice Liddell", "Alice \u202e", 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: contains U+202E"},
 		{"queue down", post(string(good), "application/json", true), &fakeIntake{err: errors.New("redis down")}, 503, "retry"},
+		{"id reused for another body", post(string(good), "application/json", true), &fakeIntake{res: &queue.Result{Status: queue.StatusConflict, Message: "conflict: already handled"}}, 409, "conflict"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
