@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 func TestBackfill(t *testing.T) {
 	db := testutil.StartRedis(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"FillClass000000000001"}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"FillClass000000000001"}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	dir := t.TempDir()

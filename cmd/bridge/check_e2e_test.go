@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -22,7 +22,7 @@ func TestCheckRemote(t *testing.T) {
 	if err := bus.Client(t).XGroupCreateMkStream(context.Background(), "dev-learning-certificate-lifecycle", "x", "$").Err(); err != nil {
 		t.Fatal(err)
 	}
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"CheckClass000000000001"}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"CheckClass000000000001"}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	dir := t.TempDir()

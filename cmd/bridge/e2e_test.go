@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 	"github.com/badgebridge/bridge/internal/webhook"
 )
@@ -107,7 +107,7 @@ func TestDevelopmentModeFirstRun(t *testing.T) {
 // signed webhooks, a query token, the admin API, a revocation and SIGTERM.
 func TestProductionPath(t *testing.T) {
 	redisSrv := testutil.StartRedis(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc@example.org", Password: "badgr-password-123", BadgeClasses: []string{"E2eClass00000000000001"}})
+	sb := sandbox.New(sandbox.Options{Username: "svc@example.org", Password: "badgr-password-123", BadgeClasses: []string{"E2eClass00000000000001"}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	sb.SetBaseURL(host.URL)
@@ -275,7 +275,7 @@ func assertJSONLogs(t *testing.T, logs string, secrets ...string) {
 // period, and the worker exits 0.
 func TestGracefulShutdown(t *testing.T) {
 	redisSrv := testutil.StartRedis(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"E2eClass00000000000001"}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"E2eClass00000000000001"}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	dir := t.TempDir()

@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -47,7 +47,7 @@ func TestEventBusAcrossRestart(t *testing.T) {
 	db := testutil.StartRedis(t)
 	busSrv := testutil.StartRedis(t)
 	bus := busSrv.Client(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"BusClass00000000000001"}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"BusClass00000000000001"}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	mapping := filepath.Join(t.TempDir(), "mapping.yaml")

@@ -19,7 +19,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/app"
 	"github.com/badgebridge/bridge/internal/config"
-	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // Set with -ldflags "-X main.version=… -X main.commit=…" by release builds.
@@ -113,10 +113,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	var m *mapping.Mapping
+	var m *rules.Mapping
 	switch {
 	case cfg.MappingFile != "":
-		if m, err = mapping.Load(cfg.MappingFile); err != nil {
+		if m, err = rules.Load(cfg.MappingFile); err != nil {
 			problems = append(problems, err.Error())
 		}
 	case err == nil && !cfg.Dev:

@@ -15,14 +15,14 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // API holds what the admin routes read and act on.
 type API struct {
 	Ledger    *ledger.Ledger
 	Token     string
-	Mapping   *mapping.Mapping                           // for /v1/mapping/preview
+	Mapping   *rules.Mapping                             // for /v1/mapping/preview
 	Enqueue   func(context.Context, ledger.RowKey) error // queues a reconcile job
 	Inspector *asynq.Inspector                           // queue sizes; erasing a learner's queued jobs
 	Queue     string                                     // the asynq queue of reconcile jobs
@@ -66,20 +66,20 @@ func (a *API) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 
 // Award is one ledger row as the admin API shows it.
 type Award struct {
-	BadgeClass  string        `json:"badge_class"`
-	UserID      int64         `json:"user_id"`
-	Desired     string        `json:"desired"`
-	State       string        `json:"state"`
-	Reason      string        `json:"reason,omitempty"`
-	EntityID    string        `json:"entity_id,omitempty"`
-	OpenBadgeID string        `json:"open_badge_id,omitempty"`
-	Emails      []string      `json:"emails"`
-	Generation  int64         `json:"generation"`
-	Retries     int           `json:"retries"`
-	Version     int64         `json:"version"`
-	NextCheck   *time.Time    `json:"next_check,omitempty"`
-	UpdatedAt   time.Time     `json:"updated_at"`
-	Facts       []ledger.Fact `json:"facts"`
+	BadgeClass  string       `json:"badge_class"`
+	UserID      int64        `json:"user_id"`
+	Desired     string       `json:"desired"`
+	State       string       `json:"state"`
+	Reason      string       `json:"reason,omitempty"`
+	EntityID    string       `json:"entity_id,omitempty"`
+	OpenBadgeID string       `json:"open_badge_id,omitempty"`
+	Emails      []string     `json:"emails"`
+	Generation  int64        `json:"generation"`
+	Retries     int          `json:"retries"`
+	Version     int64        `json:"version"`
+	NextCheck   *time.Time   `json:"next_check,omitempty"`
+	UpdatedAt   time.Time    `json:"updated_at"`
+	Facts       []rules.Fact `json:"facts"`
 }
 
 func toAward(r *ledger.Row) Award {
@@ -87,13 +87,13 @@ func toAward(r *ledger.Row) Award {
 		BadgeClass: r.Key.BadgeClass, UserID: r.Key.UserID, Desired: r.Desired, State: r.State,
 		Reason: r.Reason, EntityID: r.EntityID, OpenBadgeID: r.OpenBadgeID, Emails: r.Emails,
 		Generation: r.Generation, Retries: r.Retries, Version: r.Version,
-		UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC(), Facts: r.Facts,
+		UpdatedAt: r.UpdatedAt.UTC(), Facts: r.Facts,
 	}
 	if a.Desired == "" {
 		a.Desired = "unknown"
 	}
-	if r.NextCheck > 0 {
-		t := time.UnixMilli(r.NextCheck).UTC()
+	if !r.NextCheck.IsZero() {
+		t := r.NextCheck.UTC()
 		a.NextCheck = &t
 	}
 	if a.Emails == nil {

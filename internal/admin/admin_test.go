@@ -13,6 +13,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 const token = "admin-0123456789abcdef0123456789abcdef"
@@ -55,10 +56,9 @@ func TestAwardsFilters(t *testing.T) {
 	e, l := setup(t, token)
 	ctx := context.Background()
 	for uid, email := range map[int64]string{1: "one@example.org", 2: "two@example.org"} {
-		_, err := l.Apply(ctx, ledger.Intake{
-			Learner: ledger.Learner{UserID: uid, Email: email, EmailAt: 1}, Course: "course-v1:O+C+R",
-			Kind: edx.KindCertificate, Signal: edx.SignalSupports, At: 1,
-			Updates: []ledger.Update{{BadgeClass: "Class", Rule: "r", Signal: edx.SignalSupports, At: 1, Event: edx.KindCertificate}},
+		_, err := l.Apply(ctx, ledger.Learner{UserID: uid, Email: email, EmailAt: 1}, rules.Change{
+			Course: "course-v1:O+C+R", Kind: edx.KindCertificate, Signal: edx.SignalSupports, At: 1,
+			Updates: []rules.Update{{BadgeClass: "Class", Rule: "r", Signal: edx.SignalSupports, At: 1, Event: edx.KindCertificate}},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 func message(c echo.Context, code int, msg string) error {
@@ -83,10 +84,10 @@ const maxListed = 100
 
 // Preview is one rule's verdict on a previewed event.
 type Preview struct {
-	Rule       string            `json:"rule"`
-	BadgeClass string            `json:"badge_class"`
-	Effect     string            `json:"effect"` // held, not held, not held after <revoke_after>
-	Award      *ledger.AwardText `json:"award,omitempty"`
+	Rule       string           `json:"rule"`
+	BadgeClass string           `json:"badge_class"`
+	Effect     string           `json:"effect"` // held, not held, not held after <revoke_after>
+	Award      *rules.AwardText `json:"award,omitempty"`
 }
 
 // preview answers which badges an event would make held or not held, without recording it.
@@ -114,7 +115,7 @@ func (a *API) preview(c echo.Context) error {
 		case sig == edx.SignalSupports:
 			p.Effect = "held"
 			aw, _ := r.Render(ev)
-			p.Award = &ledger.AwardText{Narrative: aw.Narrative, EvidenceURL: aw.EvidenceURL, Notify: aw.Notify, ExpiresAfter: aw.ExpiresAfter}
+			p.Award = &rules.AwardText{Narrative: aw.Narrative, EvidenceURL: aw.EvidenceURL, Notify: aw.Notify, ExpiresAfter: aw.ExpiresAfter}
 		case !r.Revoke || sig == edx.SignalNone:
 			continue
 		case sig == edx.SignalFailing && r.RevokeAfter > 0:

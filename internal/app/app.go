@@ -21,9 +21,11 @@ import (
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
 	"github.com/badgebridge/bridge/internal/eventbus"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/mapping"
 	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/reconcile"
+	"github.com/badgebridge/bridge/internal/rules"
 	"github.com/badgebridge/bridge/internal/webhook"
 )
 
@@ -57,7 +59,7 @@ type parts struct {
 	rdb      redis.UniversalClient
 	closers  []func()
 	ledger   *ledger.Ledger
-	intake   *queue.Intake
+	intake   *intake.Intake
 	worker   *queue.Worker
 	host     *badgr.Client
 	registry *prometheus.Registry
@@ -65,7 +67,7 @@ type parts struct {
 	consumer *eventbus.Consumer // reads the Open edX event bus (work, run); status only (serve)
 	consume  bool
 	enqueuer *queue.Enqueuer
-	mapping  *mapping.Mapping
+	mapping  *rules.Mapping
 	connOpt  asynq.RedisConnOpt // for the dashboard, which opens its own connection
 }
 
@@ -89,7 +91,7 @@ func (a *App) Run(ctx context.Context) error {
 	work := a.command == CmdRun || a.command == CmdWork
 	// Local problems first: a bad mapping stops the start before any connection is made.
 	bus := work && cfg.EventBusRedisURL != ""
-	var m *mapping.Mapping
+	var m *rules.Mapping
 	if web || bus {
 		var err error
 		if m, err = a.loadMapping(dev); err != nil {
@@ -102,13 +104,12 @@ func (a *App) Run(ctx context.Context) error {
 
 	p.ledger = ledger.New(p.rdb, ledger.Options{EventRetention: cfg.EventRetention})
 	aclient := asynq.NewClientFromRedisClient(p.rdb)
-	// A job may run for a whole lease: list, award, list again and revoke duplicates.
-	lease := 4*cfg.BadgrTimeout + 30*time.Second
-	enq := queue.NewEnqueuer(aclient, p.ledger, lease+10*time.Second)
+	lease := reconcile.Lease(cfg.BadgrTimeout)
+	enq := queue.NewEnqueuer(aclient, p.ledger, jobTimeout(lease))
 	p.enqueuer, p.mapping = enq, m
 
 	if web || bus {
-		p.intake = &queue.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: queue.NewIntakeMetrics(p.registry)}
+		p.intake = &intake.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: intake.NewMetrics(p.registry)}
 	}
 	if cfg.EventBusRedisURL != "" {
 		if err := a.openEventBus(p, bus); err != nil {
@@ -140,16 +141,20 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	if work {
-		qm := queue.NewMetrics(p.registry)
-		rec := &queue.Reconciler{
-			Ledger: p.ledger, Host: p.host, Enqueuer: enq, Log: a.log, Settle: cfg.Settle,
-			Lease: lease, MaxRetry: cfg.MaxRetry, Metrics: qm,
+		rec := &reconcile.Reconciler{
+			Ledger: p.ledger, Host: p.host, Scheduler: enq, Log: a.log, Settle: cfg.Settle,
+			Lease: lease, MaxRetry: cfg.MaxRetry, Metrics: reconcile.NewMetrics(p.registry),
 		}
-		sw := &queue.Sweeper{Ledger: p.ledger, Enqueuer: enq, Log: a.log, Requeue: lease + 30*time.Second, Metrics: qm}
+		// A claimed row is looked at again only after a job could have run a whole lease.
+		sw := &queue.Sweeper{Ledger: p.ledger, Enqueuer: enq, Log: a.log, Requeue: lease + 30*time.Second, Metrics: queue.NewMetrics(p.registry)}
 		p.worker = queue.NewWorker(p.rdb, queue.WorkerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownGrace: cfg.ShutdownGrace}, rec, sw, a.log)
 	}
 	return a.serve(ctx, p, web, dev, &devInfo)
 }
+
+// jobTimeout is asynq's run limit of a reconcile job: above the lease, so that the lease, which
+// fences every write, always ends first.
+func jobTimeout(lease time.Duration) time.Duration { return lease + 10*time.Second }
 
 func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 	cfg := a.cfg
@@ -200,9 +205,9 @@ func (a *App) openEventBus(p *parts, consume bool) error {
 	return nil
 }
 
-func (a *App) loadMapping(dev bool) (*mapping.Mapping, error) {
+func (a *App) loadMapping(dev bool) (*rules.Mapping, error) {
 	if a.cfg.MappingFile != "" {
-		m, err := mapping.Load(a.cfg.MappingFile)
+		m, err := rules.Load(a.cfg.MappingFile)
 		if err != nil {
 			return nil, fmt.Errorf("BRIDGE_MAPPING_FILE: %w", err)
 		}
@@ -212,7 +217,7 @@ func (a *App) loadMapping(dev bool) (*mapping.Mapping, error) {
 		return m, nil
 	}
 	if dev {
-		return mapping.Demo(DemoBadgeClass), nil
+		return rules.Demo(DemoBadgeClass), nil
 	}
 	return nil, errors.New("BRIDGE_MAPPING_FILE: not set; without a mapping no event earns a badge")
 }

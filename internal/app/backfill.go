@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/badgebridge/bridge/internal/backfill"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/reconcile"
 )
 
 // Backfill feeds a file of historical certificates through the live intake (`bridge backfill`).
@@ -47,12 +48,11 @@ func (a *App) Backfill(ctx context.Context, file string, apply bool, out, progre
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return backfill.Summary{}, fmt.Errorf("queue Redis unreachable: %w", err)
 		}
-		lease := 4*cfg.BadgrTimeout + 30*time.Second
 		l := ledger.New(rdb, ledger.Options{EventRetention: cfg.EventRetention})
-		o.Handler = &queue.Intake{
+		o.Handler = &intake.Intake{
 			Ledger:   l,
 			Mapping:  m,
-			Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, lease+10*time.Second),
+			Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, jobTimeout(reconcile.Lease(cfg.BadgrTimeout))),
 			Log:      a.log,
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
-	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // CheckRemote runs the `bridge check --remote` checks: the queue Redis (version, eviction,
@@ -22,7 +22,7 @@ import (
 // streams when an event bus is configured. Facts go to out; problems are returned, one line each.
 // A queue Redis that cannot be reached is reported once: the badge-host checks need it (the
 // client keeps its token, rate limit and login block there), so they are skipped, not failed.
-func CheckRemote(ctx context.Context, cfg config.Config, m *mapping.Mapping, out io.Writer) []string {
+func CheckRemote(ctx context.Context, cfg config.Config, m *rules.Mapping, out io.Writer) []string {
 	var problems []string
 	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 
@@ -107,7 +107,7 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 	return problems
 }
 
-func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *mapping.Mapping, out io.Writer) []string {
+func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *rules.Mapping, out io.Writer) []string {
 	// A key prefix of its own: the check logs in afresh (proving the credentials) without using
 	// or rotating the token the running bridge shares. The hash tag keeps the client's keys in one
 	// Redis Cluster slot, as its scripts need.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/sandbox"
 )
 
 // DemoBadgeClass is the badge class development mode's sandbox host holds and its built-in
@@ -35,7 +35,7 @@ func randomToken() string {
 // development mode awards too.
 func startSandbox(log *slog.Logger, classes []string) (url, user, pass string, stop func(), err error) {
 	user, pass = "sandbox", randomToken()
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: user, Password: pass, BadgeClasses: append([]string{DemoBadgeClass}, classes...)})
+	sb := sandbox.New(sandbox.Options{Username: user, Password: pass, BadgeClasses: append([]string{DemoBadgeClass}, classes...)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", "", "", nil, fmt.Errorf("start sandbox badge host: %w", err)

@@ -20,12 +20,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/mapping"
 	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -41,7 +42,7 @@ const (
 // slowHost is the sandbox with slow revocations (each just under the client timeout), so a job
 // that revokes several duplicates stays in flight for longer than the grace. It counts look-ups.
 type slowHost struct {
-	sandbox *badgr.Sandbox
+	sandbox *sandbox.Host
 	lists   atomic.Int64
 	revokes chan struct{} // receives once when a revocation starts
 	release chan struct{} // closed when the test ends
@@ -68,7 +69,7 @@ func (h *slowHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // plant creates an assertion on the sandbox directly, as a legacy integration would.
-func plant(t *testing.T, sb *badgr.Sandbox, email string) {
+func plant(t *testing.T, sb *sandbox.Host, email string) {
 	t.Helper()
 	form := url.Values{"grant_type": {"password"}, "username": {"svc"}, "password": {shutdownHostPassword}, "client_id": {"public"}}
 	req := httptest.NewRequest(http.MethodPost, "/o/token", strings.NewReader(form.Encode()))
@@ -99,7 +100,7 @@ func TestShutdownSpendsOneGrace(t *testing.T) {
 	const grace = 2 * time.Second
 	db := testutil.StartRedis(t)
 	rdb := db.Client(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: shutdownHostPassword, BadgeClasses: []string{shutdownClass}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: shutdownHostPassword, BadgeClasses: []string{shutdownClass}})
 	host := &slowHost{sandbox: sb, revokes: make(chan struct{}, 1), release: make(chan struct{})}
 	hs := httptest.NewServer(host)
 	defer hs.Close()
@@ -210,17 +211,17 @@ func TestShutdownSpendsOneGrace(t *testing.T) {
 // replica that is still running would.
 func lateJob(t *testing.T, rdb *redis.Client, mappingFile string) ledger.RowKey {
 	t.Helper()
-	m, err := mapping.Load(mappingFile)
+	m, err := rules.Load(mappingFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := ledger.New(rdb, ledger.Options{})
-	in := &queue.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)}
+	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)}
 	key, _ := edx.ParseCourseKey("course-v1:OpenedX+DemoX+Demo_Course")
 	ev := edx.Event{ID: "late-1", Type: edx.TypeCertificateCreated, Kind: edx.KindCertificate, Time: time.Now().Add(-time.Minute),
 		UserID: 43, Email: "late@example.org", Course: key, Mode: "honor", Status: "downloadable"}
 	res, err := in.Handle(context.Background(), ev, "test")
-	if err != nil || res.Status != queue.StatusAccepted {
+	if err != nil || res.Status != intake.StatusAccepted {
 		t.Fatalf("late intake: %+v %v", res, err)
 	}
 	return ledger.RowKey{BadgeClass: shutdownClass, UserID: 43}

@@ -12,13 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/mapping"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // Via is what the intake records as the path an event took (ledger.EventRecord.Via).
@@ -30,9 +29,9 @@ const Via = "backfill"
 const DryRunNote = "Dry run: nothing was recorded. Run again with --yes to award. " +
 	"Self-hosted Badgr e-mails every first-time recipient, whatever notify says."
 
-// Handler records one event: *queue.Intake in production.
+// Handler records one event: *intake.Intake in production.
 type Handler interface {
-	Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error)
+	Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error)
 }
 
 // Options configure a Run.
@@ -41,7 +40,7 @@ type Options struct {
 	// line would do according to Mapping and changes nothing.
 	Apply bool
 	// Mapping decides the dry run's verdicts; nil maps nothing. The intake uses its own.
-	Mapping *mapping.Mapping
+	Mapping *rules.Mapping
 	// Handler is the live intake. It is required with Apply and never called in a dry run.
 	Handler Handler
 	// Out receives the report (stdout); nil discards it.
@@ -183,13 +182,13 @@ func (rn *runner) apply(ctx context.Context, line int, ev edx.Event) error {
 			rn.name, line, err, resendSafe)
 	}
 	switch res.Status {
-	case queue.StatusAccepted:
+	case intake.StatusAccepted:
 		rn.sum.Accepted++
-	case queue.StatusUnchanged:
+	case intake.StatusUnchanged:
 		rn.sum.Unchanged++
-	case queue.StatusDuplicate:
+	case intake.StatusDuplicate:
 		rn.sum.Duplicate++
-	case queue.StatusIgnored:
+	case intake.StatusIgnored:
 		rn.sum.Ignored++
 	default:
 		// Not reachable with the real intake; stopping beats a summary that does not add up.
@@ -198,12 +197,8 @@ func (rn *runner) apply(ctx context.Context, line int, ev edx.Event) error {
 	return nil
 }
 
-// discard swallows the award-text warnings queue.Updates logs: a dry run renders the text only
-// to pick the rules, and the applied run logs the same warning through the intake.
-var discard = slog.New(slog.DiscardHandler)
-
 // verdict prints what the intake would make of ev, using the intake's own rule selection
-// (queue.Updates) so the dry run cannot drift from what --yes does. It cannot know what the
+// (rules.Mapping.Change) so the dry run cannot drift from what --yes does. It cannot know what the
 // ledger already holds, so it says "would hold", not "would award".
 func (rn *runner) verdict(line int, ev edx.Event) {
 	prefix := fmt.Sprintf("line %d: user %d, %s: ", line, ev.UserID, ev.Course.Raw)
@@ -213,7 +208,9 @@ func (rn *runner) verdict(line int, ev edx.Event) {
 		rn.printf("%signored: certificate status %s neither awards nor revokes\n", prefix, quote(ev.Status))
 		return
 	}
-	updates := queue.Updates(rn.o.Mapping, ev, discard)
+	// Award-text warnings are the applied run's to log, through the intake.
+	change, _ := rn.o.Mapping.Change(ev)
+	updates := change.Updates
 	if len(updates) == 0 {
 		rn.sum.Ignored++
 		rn.printf("%sno badge mapped\n", prefix)
@@ -226,20 +223,20 @@ func (rn *runner) verdict(line int, ev edx.Event) {
 	}
 	// Rules may share a badge class: name each class once, with every rule behind it.
 	var classes []string
-	rules := map[string][]string{}
+	byClass := map[string][]string{}
 	for _, u := range updates {
-		if _, ok := rules[u.BadgeClass]; !ok {
+		if _, ok := byClass[u.BadgeClass]; !ok {
 			classes = append(classes, u.BadgeClass)
 		}
 		rule := u.Rule
 		if sig == edx.SignalFailing && u.RevokeAfter > 0 {
 			rule += fmt.Sprintf(", once not passing for %s", u.RevokeAfter)
 		}
-		rules[u.BadgeClass] = append(rules[u.BadgeClass], rule)
+		byClass[u.BadgeClass] = append(byClass[u.BadgeClass], rule)
 	}
 	parts := make([]string, len(classes))
 	for i, c := range classes {
-		parts[i] = c + " (" + strings.Join(rules[c], "; ") + ")"
+		parts[i] = c + " (" + strings.Join(byClass[c], "; ") + ")"
 	}
 	rn.printf("%s%s %s\n", prefix, verb, strings.Join(parts, ", "))
 }

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/mapping"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 const demoCourse = "course-v1:OpenedX+DemoX+Demo_Course"
@@ -44,9 +44,9 @@ badges:
 // testNow is the clock of every run: after the test data's dates, before the far-future ones.
 var testNow = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func parseMapping(t *testing.T) *mapping.Mapping {
+func parseMapping(t *testing.T) *rules.Mapping {
 	t.Helper()
-	m, err := mapping.Parse([]byte(testMapping))
+	m, err := rules.Parse([]byte(testMapping))
 	if err != nil {
 		t.Fatalf("mapping: %v", err)
 	}
@@ -60,22 +60,22 @@ type recorder struct {
 	status func(edx.Event) (string, error)
 }
 
-func (r *recorder) Handle(_ context.Context, ev edx.Event, via string) (queue.Result, error) {
+func (r *recorder) Handle(_ context.Context, ev edx.Event, via string) (intake.Result, error) {
 	r.events = append(r.events, ev)
 	r.vias = append(r.vias, via)
 	if r.status == nil {
-		return queue.Result{Status: queue.StatusAccepted}, nil
+		return intake.Result{Status: intake.StatusAccepted}, nil
 	}
 	s, err := r.status(ev)
-	return queue.Result{Status: s}, err
+	return intake.Result{Status: s}, err
 }
 
 // forbidden is a Handler that fails the test when called: a dry run must not record anything.
 type forbidden struct{ t *testing.T }
 
-func (f forbidden) Handle(_ context.Context, ev edx.Event, _ string) (queue.Result, error) {
+func (f forbidden) Handle(_ context.Context, ev edx.Event, _ string) (intake.Result, error) {
 	f.t.Errorf("Handle called in a dry run (user %d)", ev.UserID)
-	return queue.Result{}, errors.New("dry run")
+	return intake.Result{}, errors.New("dry run")
 }
 
 func run(t *testing.T, name, input string, o Options) (Summary, string, error) {
@@ -505,8 +505,8 @@ func TestDryRunWithoutMappingOrHandler(t *testing.T) {
 
 func TestApplyCountsStatuses(t *testing.T) {
 	statuses := map[int64]string{
-		1: queue.StatusAccepted, 2: queue.StatusUnchanged, 3: queue.StatusDuplicate,
-		4: queue.StatusIgnored, 5: queue.StatusAccepted,
+		1: intake.StatusAccepted, 2: intake.StatusUnchanged, 3: intake.StatusDuplicate,
+		4: intake.StatusIgnored, 5: intake.StatusAccepted,
 	}
 	rec := &recorder{status: func(ev edx.Event) (string, error) { return statuses[ev.UserID], nil }}
 	var b strings.Builder
@@ -534,7 +534,7 @@ func TestApplyStopsAtHandlerError(t *testing.T) {
 		if ev.UserID == 3 {
 			return "", errDown
 		}
-		return queue.StatusAccepted, nil
+		return intake.StatusAccepted, nil
 	}}
 	var b strings.Builder
 	b.WriteString("user_id,email,course_key,mode,issued_on\n")
@@ -580,7 +580,7 @@ func TestCanceledContextStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &recorder{status: func(edx.Event) (string, error) {
 		cancel()
-		return queue.StatusAccepted, nil
+		return intake.StatusAccepted, nil
 	}}
 	input := "user_id,email,course_key,mode,issued_on\n" +
 		"1,alice@example.com," + demoCourse + ",honor,2024-05-27\n" +

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/queue"
 	"github.com/badgebridge/bridge/internal/testutil"
@@ -23,7 +24,7 @@ func TestBackfillThroughRealIntake(t *testing.T) {
 	m := parseMapping(t)
 	l := ledger.New(rdb, ledger.Options{})
 	// The client shares rdb's pool, which the test's cleanup closes; asynq refuses to close it.
-	in := &queue.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)}
+	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)}
 
 	input := "user_id,email,course_key,mode,issued_on,name\n" +
 		"101,alice@example.com," + demoCourse + ",honor,2024-05-27 12:25:45.678901+00:00,Alice\n" +
@@ -64,7 +65,7 @@ func TestBackfillThroughRealIntake(t *testing.T) {
 	if err != nil || rec == nil {
 		t.Fatalf("event record of line 2: %v, %v", rec, err)
 	}
-	if rec.Via != Via || rec.Status != queue.StatusAccepted || rec.UserID != 101 {
+	if rec.Via != Via || rec.Status != intake.StatusAccepted || rec.UserID != 101 {
 		t.Errorf("event record %+v: want via backfill, accepted, user 101", rec)
 	}
 

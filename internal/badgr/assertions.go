@@ -2,70 +2,34 @@ package badgr
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/badgr/wire"
 )
 
-// AwardRequest describes one award. Email is personal data: it goes to the host and nowhere else.
-type AwardRequest struct {
-	Email          string
-	IssuedOn       time.Time // zero: the host's now
-	Narrative      string
-	EvidenceURL    string
-	Notify         bool
-	Expires        *time.Time
-	IdempotencyKey string // sent as Idempotency-Key; Badgr ignores it, other hosts may honour it
-}
-
-// Assertion is an awarded badge as the host reports it.
-type Assertion struct {
-	EntityID         string
-	OpenBadgeID      string
-	BadgeClass       string
-	Recipient        string // plaintext identity, lowercased
-	CreatedAt        time.Time
-	IssuedOn         time.Time
-	Expires          *time.Time
-	Revoked          bool
-	RevocationReason string
-}
-
-// wireAssertion is an assertion in Badgr's v2 JSON.
-type wireAssertion struct {
-	EntityID    string `json:"entityId"`
-	OpenBadgeID string `json:"openBadgeId"`
-	BadgeClass  string `json:"badgeclass"`
-	Recipient   struct {
-		Identity          string `json:"identity"`
-		PlaintextIdentity string `json:"plaintextIdentity"`
-	} `json:"recipient"`
-	CreatedAt        string  `json:"createdAt"`
-	IssuedOn         string  `json:"issuedOn"`
-	Expires          *string `json:"expires"`
-	Revoked          bool    `json:"revoked"`
-	RevocationReason *string `json:"revocationReason"`
-}
-
-func (w *wireAssertion) assertion() Assertion {
-	a := Assertion{
+// assertion reads an assertion of the host's answer. A plaintext identity is preferred; an
+// unhashed identity is one too.
+func assertion(w *wire.Assertion) badgehost.Assertion {
+	a := badgehost.Assertion{
 		EntityID:    w.EntityID,
 		OpenBadgeID: w.OpenBadgeID,
 		BadgeClass:  w.BadgeClass,
 		Recipient:   strings.ToLower(w.Recipient.PlaintextIdentity),
-		CreatedAt:   parseTime(w.CreatedAt),
-		IssuedOn:    parseTime(w.IssuedOn),
+		CreatedAt:   wire.ParseTime(w.CreatedAt),
+		IssuedOn:    wire.ParseTime(w.IssuedOn),
 		Revoked:     w.Revoked,
 	}
 	if a.Recipient == "" && !strings.Contains(w.Recipient.Identity, "$") {
-		// An unhashed identity is the plaintext one.
 		a.Recipient = strings.ToLower(w.Recipient.Identity)
 	}
 	if w.Expires != nil && *w.Expires != "" {
-		if t := parseTime(*w.Expires); !t.IsZero() {
+		if t := wire.ParseTime(*w.Expires); !t.IsZero() {
 			a.Expires = &t
 		}
 	}
@@ -75,57 +39,33 @@ func (w *wireAssertion) assertion() Assertion {
 	return a
 }
 
-// parseTime reads the ISO 8601 forms hosts use: RFC 3339 with Z or an offset (Python's
-// isoformat gives +00:00), or no zone at all (taken as UTC). Unparseable → zero.
-func parseTime(s string) time.Time {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC()
-		}
-	}
-	return time.Time{}
-}
-
-// wireAward is the body of an award.
-type wireAward struct {
-	Recipient struct {
-		Identity string `json:"identity"`
-		Type     string `json:"type"`
-		Hashed   bool   `json:"hashed"`
-	} `json:"recipient"`
-	IssuedOn             string         `json:"issuedOn,omitempty"`
-	Narrative            string         `json:"narrative,omitempty"`
-	Evidence             []wireEvidence `json:"evidence,omitempty"`
-	Notify               bool           `json:"notify"`
-	Expires              *string        `json:"expires"`
-	AllowDuplicateAwards bool           `json:"allowDuplicateAwards"`
-}
-
-type wireEvidence struct {
-	URL string `json:"url"`
-}
-
-// duplicateAward is the start of Badgr's refusal under allowDuplicateAwards=false.
-const duplicateAward = "A previous award of this badge already exists"
-
 // Award awards badgeClass to r.Email (lowercased: Badgr's duplicate check compares the identity
 // as sent, before it lowercases it for storage). It always sends allowDuplicateAwards=false, so
-// an unrevoked, unexpired earlier award makes it return ErrAlreadyAwarded. A HostError with
+// an unrevoked, unexpired earlier award makes it return badgehost.ErrAlreadyAwarded. A HostError with
 // Timeout or a 5xx leaves the outcome unknown: the host may have created the assertion.
-func (c *Client) Award(ctx context.Context, badgeClass string, r AwardRequest) (Assertion, error) {
+func (c *Client) Award(ctx context.Context, badgeClass string, r badgehost.AwardRequest) (badgehost.Assertion, error) {
+	a, err := c.award(ctx, badgeClass, r)
+	return a, neutral(err)
+}
+
+func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.AwardRequest) (badgehost.Assertion, error) {
 	const op = "award"
-	var body wireAward
-	body.Recipient.Identity = normalizeEmail(r.Email)
-	body.Recipient.Type = "email"
-	body.Recipient.Hashed = true
+	identity, hashed, noDuplicates := normalizeEmail(r.Email), true, false
+	body := wire.Award{
+		Recipient:            &wire.AwardRecipient{Identity: &identity, Type: "email", Hashed: &hashed},
+		Notify:               wire.Flag(r.Notify),
+		AllowDuplicateAwards: &noDuplicates,
+	}
 	if !r.IssuedOn.IsZero() {
-		body.IssuedOn = r.IssuedOn.UTC().Format(time.RFC3339)
+		s := r.IssuedOn.UTC().Format(time.RFC3339)
+		body.IssuedOn = &s
 	}
-	body.Narrative = r.Narrative
+	if r.Narrative != "" {
+		body.Narrative = &r.Narrative
+	}
 	if r.EvidenceURL != "" {
-		body.Evidence = []wireEvidence{{URL: r.EvidenceURL}}
+		body.Evidence = []wire.Evidence{{URL: r.EvidenceURL}}
 	}
-	body.Notify = r.Notify
 	if r.Expires != nil {
 		s := r.Expires.UTC().Format(time.RFC3339)
 		body.Expires = &s
@@ -136,26 +76,26 @@ func (c *Client) Award(ctx context.Context, badgeClass string, r AwardRequest) (
 	}
 	resp, err := c.do(ctx, req)
 	if err != nil {
-		return Assertion{}, err
+		return badgehost.Assertion{}, err
 	}
 	switch {
 	case resp.status/100 == 2:
-		var got []wireAssertion
+		var got []wire.Assertion
 		if err := resp.result(op, &got); err != nil {
-			return Assertion{}, err
+			return badgehost.Assertion{}, err
 		}
 		if len(got) == 0 || got[0].EntityID == "" {
-			return Assertion{}, &HostError{Op: op, Status: resp.status, Message: "unexpected answer: no assertion in the result"}
+			return badgehost.Assertion{}, &HostError{Op: op, Status: resp.status, Message: "unexpected answer: no assertion in the result"}
 		}
-		a := got[0].assertion()
+		a := assertion(&got[0])
 		if a.BadgeClass == "" {
 			a.BadgeClass = badgeClass
 		}
 		return a, nil
-	case resp.status == http.StatusBadRequest && resp.env != nil && resp.env.hasValidationError(duplicateAward):
-		return Assertion{}, ErrAlreadyAwarded
+	case resp.status == http.StatusBadRequest && resp.env != nil && resp.env.HasValidationError(wire.DuplicateAward):
+		return badgehost.Assertion{}, badgehost.ErrAlreadyAwarded
 	}
-	return Assertion{}, resp.hostError(op)
+	return badgehost.Assertion{}, resp.hostError(op)
 }
 
 // listPageSize is the page size asked for; Badgr allows up to 500, a smaller page keeps each
@@ -194,11 +134,11 @@ func recipientBatches(recipients []string) [][]string {
 	return out
 }
 
-// List returns the unrevoked assertions of badgeClass for any of emails (lowercased, as Badgr
+// Lookup returns the unrevoked assertions of badgeClass for any of emails (lowercased, as Badgr
 // matches the stored lowercased identity exactly), expired ones included, following every page.
 // Recipients are asked for in batches (recipientBatches); the answers are merged and an
 // assertion reported by more than one look-up is returned once.
-func (c *Client) List(ctx context.Context, badgeClass string, emails []string) ([]Assertion, error) {
+func (c *Client) Lookup(ctx context.Context, badgeClass string, emails []string) ([]badgehost.Assertion, error) {
 	var recipients []string
 	seenEmail := map[string]bool{}
 	for _, e := range emails {
@@ -209,12 +149,12 @@ func (c *Client) List(ctx context.Context, badgeClass string, emails []string) (
 		seenEmail[e] = true
 		recipients = append(recipients, e)
 	}
-	var out []Assertion
+	var out []badgehost.Assertion
 	seenEntity := map[string]bool{}
 	for _, batch := range recipientBatches(recipients) {
 		got, err := c.listBatch(ctx, badgeClass, batch)
 		if err != nil {
-			return nil, err
+			return nil, neutral(err)
 		}
 		for _, a := range got {
 			if a.EntityID != "" && seenEntity[a.EntityID] {
@@ -227,15 +167,15 @@ func (c *Client) List(ctx context.Context, badgeClass string, emails []string) (
 	return out, nil
 }
 
-// listBatch is List for one batch of distinct, normalised recipients.
-func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []string) ([]Assertion, error) {
+// listBatch is Lookup for one batch of distinct, normalised recipients.
+func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []string) ([]badgehost.Assertion, error) {
 	const op = "list"
 	q := url.Values{"recipient": recipients}
 	q.Set("include_expired", "1")
 	q.Set("num", fmt.Sprint(listPageSize))
 	next := c.apiURL("v2", "badgeclasses", badgeClass, "assertions") + "?" + q.Encode()
 
-	var out []Assertion
+	var out []badgehost.Assertion
 	seenPage := map[string]bool{}
 	for page := 0; next != ""; page++ {
 		if page >= maxListPages || seenPage[next] {
@@ -249,7 +189,7 @@ func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []
 		if resp.status != http.StatusOK {
 			return nil, resp.hostError(op)
 		}
-		var got []wireAssertion
+		var got []wire.Assertion
 		if err := resp.result(op, &got); err != nil {
 			return nil, err
 		}
@@ -259,7 +199,7 @@ func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []
 			if got[i].Revoked {
 				continue
 			}
-			a := got[i].assertion()
+			a := assertion(&got[i])
 			if a.BadgeClass == "" {
 				a.BadgeClass = badgeClass
 			}
@@ -276,7 +216,7 @@ func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []
 // followed only on the configured host, and always with the configured scheme and port: a proxy
 // that makes Badgr build http:// links must not make us send the token in clear text.
 func (c *Client) nextPage(current string, linkHeaders []string) (string, error) {
-	ref := findLink(linkHeaders, "next")
+	ref := wire.FindLink(linkHeaders, "next")
 	if ref == "" {
 		return "", nil
 	}
@@ -298,12 +238,13 @@ func (c *Client) nextPage(current string, linkHeaders []string) (string, error) 
 // revocationDefault is sent when the caller gives no reason: Badgr requires one.
 const revocationDefault = "Revoked"
 
-// alreadyRevoked is Badgr's refusal to revoke twice.
-const alreadyRevoked = "Assertion is already revoked"
-
 // Revoke revokes an assertion. An assertion that is already revoked, or unknown to the host (404,
 // which Badgr also answers when the account may not see it), counts as revoked.
 func (c *Client) Revoke(ctx context.Context, entityID, reason string) error {
+	return neutral(c.revoke(ctx, entityID, reason))
+}
+
+func (c *Client) revoke(ctx context.Context, entityID, reason string) error {
 	const op = "revoke"
 	if strings.TrimSpace(reason) == "" {
 		reason = revocationDefault
@@ -319,31 +260,53 @@ func (c *Client) Revoke(ctx context.Context, entityID, reason string) error {
 	switch {
 	case resp.status/100 == 2, resp.status == http.StatusNotFound:
 		return nil
-	case resp.status == http.StatusBadRequest && resp.env != nil && resp.env.hasValidationError(alreadyRevoked):
+	case resp.status == http.StatusBadRequest && resp.env != nil && resp.env.HasValidationError(wire.AlreadyRevoked):
 		return nil
 	}
 	return resp.hostError(op)
 }
 
-// BadgeClassExists reports whether the account can see badgeClass (Badgr answers 404 both for
-// an unknown badge class and for one the account may not use).
-func (c *Client) BadgeClassExists(ctx context.Context, badgeClass string) (bool, error) {
+// errNoBadgeClass is a 200 answer without the badge class, which is as good as a 404.
+var errNoBadgeClass = errors.New("badgr badge class: no badge class in the host's answer")
+
+// BadgeClass describes a badge class. Badgr answers 404 both for an unknown badge class and for
+// one the account may not use; either is a *badgehost.PermanentError.
+func (c *Client) BadgeClass(ctx context.Context, entityID string) (badgehost.BadgeClass, error) {
+	bc, err := c.badgeClass(ctx, entityID)
+	return bc, neutral(err)
+}
+
+func (c *Client) badgeClass(ctx context.Context, entityID string) (badgehost.BadgeClass, error) {
 	const op = "badge class"
-	resp, err := c.do(ctx, apiRequest{op: op, method: http.MethodGet, url: c.apiURL("v2", "badgeclasses", badgeClass)})
+	resp, err := c.do(ctx, apiRequest{op: op, method: http.MethodGet, url: c.apiURL("v2", "badgeclasses", entityID)})
 	if err != nil {
-		return false, err
+		return badgehost.BadgeClass{}, err
 	}
+	if resp.status != http.StatusOK {
+		return badgehost.BadgeClass{}, resp.hostError(op)
+	}
+	var got []wire.BadgeClass
+	if err := resp.result(op, &got); err != nil {
+		return badgehost.BadgeClass{}, err
+	}
+	if len(got) == 0 {
+		return badgehost.BadgeClass{}, &badgehost.PermanentError{Reason: op + ": not found", Err: errNoBadgeClass}
+	}
+	w := got[0]
+	return badgehost.BadgeClass{EntityID: w.EntityID, OpenBadgeID: w.OpenBadgeID, Name: w.Name, Description: w.Description, Image: w.Image}, nil
+}
+
+// BadgeClassExists reports whether the account can see badgeClass; any other failure is an error.
+func (c *Client) BadgeClassExists(ctx context.Context, badgeClass string) (bool, error) {
+	_, err := c.BadgeClass(ctx, badgeClass)
+	var he *HostError
 	switch {
-	case resp.status == http.StatusOK:
-		var got []json.RawMessage
-		if err := resp.result(op, &got); err != nil {
-			return false, err
-		}
-		return len(got) > 0, nil
-	case resp.status == http.StatusNotFound:
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errNoBadgeClass), errors.As(err, &he) && he.Status == http.StatusNotFound:
 		return false, nil
 	}
-	return false, resp.hostError(op)
+	return false, err
 }
 
 func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }

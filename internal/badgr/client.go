@@ -1,6 +1,5 @@
 // Package badgr talks to a Badgr-compatible badge host (Badgr server, Canvas Credentials,
-// Parchment Digital Badges) through its v2 issuing API, and provides Sandbox, an in-process fake
-// of that host for development mode and tests.
+// Parchment Digital Badges) through its v2 issuing API: *Client implements badgehost.Host.
 //
 // Every replica of the bridge shares, through Redis, one OAuth token (refreshed under a lock, as
 // Badgr rotates refresh tokens), one request rate limit, the pause a 429 asks for, and the login
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/badgr/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -49,6 +50,7 @@ type Client struct {
 	rdb            redis.UniversalClient
 	log            *slog.Logger
 	http           *http.Client
+	transport      http.RoundTripper // under http, for the token requests' own clients
 	base           *url.URL
 	keys           keys
 	account        string
@@ -106,7 +108,8 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Client {
 			// A redirect would turn a POST into a GET and may leave the host; report it instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		base: base,
+		transport: transport,
+		base:      base,
 		keys: keys{
 			token:     p + "token",
 			tokenLock: p + "token:lock",
@@ -142,7 +145,7 @@ type apiResponse struct {
 	header      http.Header
 	contentType string
 	body        []byte
-	env         *envelope // nil when the body is not an envelope
+	env         *wire.Envelope // nil when the body is not an envelope
 }
 
 // hostError builds the HostError for an answer the caller does not accept.
@@ -231,11 +234,11 @@ func (c *Client) send(ctx context.Context, r apiRequest, body []byte, access str
 		// The URL may hold recipients' e-mails: never echo it.
 		return nil, fmt.Errorf("badgr %s: build request: invalid URL", r.op)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", wire.MediaJSON)
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set("Authorization", "Bearer "+access)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", wire.MediaJSON)
 	}
 	for k, v := range r.headers {
 		req.Header.Set(k, v)
@@ -254,7 +257,7 @@ func (c *Client) send(ctx context.Context, r apiRequest, body []byte, access str
 	out := &apiResponse{status: resp.StatusCode, header: resp.Header, contentType: resp.Header.Get("Content-Type"), body: raw}
 	// Badgr answers application/ld+json or application/json; error pages may be anything, so
 	// try the envelope whatever the type and keep it only when it has the envelope's shape.
-	out.env = parseEnvelope(raw)
+	out.env = wire.ParseEnvelope(raw)
 	return out, nil
 }
 
@@ -302,3 +305,5 @@ func (c *Client) apiURL(segments ...string) string {
 	}
 	return b.String()
 }
+
+var _ badgehost.Host = (*Client)(nil)

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/badgr/wire"
 )
 
 func TestAwardListRevoke(t *testing.T) {
@@ -19,7 +22,7 @@ func TestAwardListRevoke(t *testing.T) {
 	issued := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	expires := issued.AddDate(1, 0, 0)
 
-	a, err := c.Award(ctx, testClass, AwardRequest{
+	a, err := c.Award(ctx, testClass, badgehost.AwardRequest{
 		Email: "Learner@Example.org", IssuedOn: issued, Narrative: "Completed DemoX",
 		EvidenceURL: "https://lms.example.org/certificates/42", Notify: true, Expires: &expires,
 		IdempotencyKey: testClass + ":42:1",
@@ -65,7 +68,7 @@ func TestAwardListRevoke(t *testing.T) {
 		t.Errorf("award body\n got %v\nwant %v", body, want)
 	}
 
-	list, err := c.List(ctx, testClass, []string{"LEARNER@example.org", "other@example.org", "learner@example.org"})
+	list, err := c.Lookup(ctx, testClass, []string{"LEARNER@example.org", "other@example.org", "learner@example.org"})
 	if err != nil {
 		t.Fatalf("list: %v", err)
 	}
@@ -85,7 +88,7 @@ func TestAwardListRevoke(t *testing.T) {
 	if err := c.Revoke(ctx, a.EntityID, "Certificate revoked in Open edX"); err != nil {
 		t.Fatalf("revoke: %v", err)
 	}
-	list, err = c.List(ctx, testClass, []string{testEmail})
+	list, err = c.Lookup(ctx, testClass, []string{testEmail})
 	if err != nil || len(list) != 0 {
 		t.Fatalf("list after revoke = %+v, %v", list, err)
 	}
@@ -96,7 +99,7 @@ func TestAwardListRevoke(t *testing.T) {
 
 	// No e-mails: no call at all.
 	before := e.sb.Requests()
-	if got, err := c.List(ctx, testClass, []string{" ", ""}); got != nil || err != nil {
+	if got, err := c.Lookup(ctx, testClass, []string{" ", ""}); got != nil || err != nil {
 		t.Errorf("empty list = %v, %v", got, err)
 	}
 	if after := e.sb.Requests(); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -108,15 +111,15 @@ func TestAwardDuplicate(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
 	first := mustAward(t, c, testEmail)
-	_, err := c.Award(ctxT(t), testClass, AwardRequest{Email: testEmail})
-	if !errors.Is(err, ErrAlreadyAwarded) {
+	_, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: testEmail})
+	if !errors.Is(err, badgehost.ErrAlreadyAwarded) {
 		t.Fatalf("second award: %v, want ErrAlreadyAwarded", err)
 	}
 	// A revoked award does not block a new one.
 	if err := c.Revoke(ctxT(t), first.EntityID, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Award(ctxT(t), testClass, AwardRequest{Email: testEmail}); err != nil {
+	if _, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: testEmail}); err != nil {
 		t.Fatalf("award after revoke: %v", err)
 	}
 }
@@ -130,8 +133,8 @@ func TestCaseCaveat(t *testing.T) {
 	if a.Recipient != testEmail {
 		t.Errorf("recipient = %q", a.Recipient)
 	}
-	_, err := c.Award(ctxT(t), testClass, AwardRequest{Email: "LEARNER@EXAMPLE.ORG"})
-	if !errors.Is(err, ErrAlreadyAwarded) {
+	_, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: "LEARNER@EXAMPLE.ORG"})
+	if !errors.Is(err, badgehost.ErrAlreadyAwarded) {
 		t.Fatalf("upper-case award through the client: %v, want ErrAlreadyAwarded", err)
 	}
 
@@ -151,7 +154,7 @@ func TestCaseCaveat(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("raw upper-case award: %d, want 201 (the caveat)", resp.StatusCode)
 	}
-	list, err := c.List(ctxT(t), testClass, []string{"Learner@example.org"})
+	list, err := c.Lookup(ctxT(t), testClass, []string{"Learner@example.org"})
 	if err != nil || len(list) != 2 {
 		t.Fatalf("list = %d assertions, %v; want 2", len(list), err)
 	}
@@ -161,30 +164,37 @@ func TestListPagination(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
 	// 230 assertions for the learner (the sandbox allows duplicates by default), 7 revoked, 5
-	// expired, and some for someone else.
-	now := time.Now()
-	e.sb.mu.Lock()
-	var revoked []*sbAssertion
+	// expired, and some for someone else; made with one batch award and one batch revoke.
+	tok, err := c.accessToken(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	var items []string
 	for i := range 230 {
-		v := sbValidated{identity: testEmail, recipientType: "email", hashed: true, issuedOn: now.Add(-time.Hour)}
+		item := `{"recipient":{"identity":"` + testEmail + `"}`
 		if i%40 == 0 {
-			past := now.Add(-time.Minute)
-			v.expires = &past
+			item += `,"expires":"` + past + `"`
 		}
-		a := e.sb.create(testClass, v, now, e.srv.URL)
-		if i%33 == 1 {
-			revoked = append(revoked, a)
-		}
+		items = append(items, item+"}")
 	}
 	for range 20 {
-		e.sb.create(testClass, sbValidated{identity: "someone@example.org", recipientType: "email", issuedOn: now}, now, e.srv.URL)
+		items = append(items, `{"recipient":{"identity":"someone@example.org","hashed":false}}`)
 	}
-	for _, a := range revoked {
-		a.revoked, a.revocationReason = true, "test"
+	var made struct {
+		Result []wire.Assertion `json:"result"`
 	}
-	e.sb.mu.Unlock()
+	postJSON(t, tok.Access, e.srv.URL+"/v2/badgeclasses/"+testClass+"/issue", `{"assertions":[`+strings.Join(items, ",")+`]}`, http.StatusCreated, &made)
+	var revoked []string
+	for i := range 230 {
+		if i%33 == 1 {
+			revoked = append(revoked, `{"entityId":"`+made.Result[i].EntityID+`","revocationReason":"test"}`)
+		}
+	}
+	postJSON(t, tok.Access, e.srv.URL+"/v2/assertions/revoke", "["+strings.Join(revoked, ",")+"]", http.StatusOK, nil)
+	before := e.sb.Requests()["GET /v2/badgeclasses/{id}/assertions"]
 
-	list, err := c.List(ctxT(t), testClass, []string{testEmail})
+	list, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,8 +211,29 @@ func TestListPagination(t *testing.T) {
 			t.Fatalf("not newest first at %d", i)
 		}
 	}
-	if n := e.sb.Requests()["GET /v2/badgeclasses/{id}/assertions"]; n != 3 {
+	if n := e.sb.Requests()["GET /v2/badgeclasses/{id}/assertions"] - before; n != 3 {
 		t.Errorf("%d list pages fetched, want 3", n)
+	}
+}
+
+// postJSON posts body straight to the sandbox with an access token and decodes the answer.
+func postJSON(t *testing.T, token, url, body string, wantStatus int, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("POST %s: %d, want %d", req.URL.Path, resp.StatusCode, wantStatus)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -225,13 +256,13 @@ func TestListRefusesForeignLink(t *testing.T) {
 	mustAward(t, c, testEmail)
 
 	// A relative link is followed on the same host; the sandbox answers its cursor with 404.
-	_, err := c.List(ctxT(t), testClass, []string{testEmail})
+	_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
 		t.Fatalf("relative link: %v", err)
 	}
 	foreign = true
-	_, err = c.List(ctxT(t), testClass, []string{testEmail})
+	_, err = c.Lookup(ctxT(t), testClass, []string{testEmail})
 	if err == nil || !strings.Contains(err.Error(), "another host") {
 		t.Fatalf("foreign link: %v", err)
 	}
@@ -295,7 +326,7 @@ func TestHostErrorMessages(t *testing.T) {
 	c := e.client()
 	ctx := ctxT(t)
 
-	_, err := c.Award(ctx, testClass, AwardRequest{Email: testEmail, IssuedOn: time.Now().Add(time.Hour)})
+	_, err := c.Award(ctx, testClass, badgehost.AwardRequest{Email: testEmail, IssuedOn: time.Now().Add(time.Hour)})
 	var he *HostError
 	if !errors.As(err, &he) || !he.Permanent() || he.Retryable() {
 		t.Fatalf("future issuedOn: %#v", err)
@@ -304,12 +335,12 @@ func TestHostErrorMessages(t *testing.T) {
 		t.Errorf("error = %q, want %q", err, want)
 	}
 
-	_, err = c.Award(ctx, testClass, AwardRequest{Email: "not-an-address"})
+	_, err = c.Award(ctx, testClass, badgehost.AwardRequest{Email: "not-an-address"})
 	if err == nil || err.Error() != "badgr award: 400 bad request: recipient: Enter a valid email address." {
 		t.Errorf("bad e-mail: %v", err)
 	}
 
-	_, err = c.Award(ctx, "unknownClass", AwardRequest{Email: testEmail})
+	_, err = c.Award(ctx, "unknownClass", badgehost.AwardRequest{Email: testEmail})
 	if !errors.As(err, &he) || he.Status != 404 || !he.Permanent() ||
 		err.Error() != "badgr award: 404 entity not found or insufficient privileges" {
 		t.Errorf("unknown class: %v", err)
@@ -331,7 +362,7 @@ func TestServerErrorsAreRetryable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		e.sb.FailNext(1, tc.status)
-		_, err := c.List(ctxT(t), testClass, []string{testEmail})
+		_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 		var he *HostError
 		if !errors.As(err, &he) || he.Status != tc.status || !he.Retryable() || he.Permanent() {
 			t.Errorf("%d: %#v", tc.status, err)
@@ -343,13 +374,13 @@ func TestServerErrorsAreRetryable(t *testing.T) {
 	}
 	// Outage: token and API alike.
 	e.sb.SetOutage(true)
-	_, err := c.List(ctxT(t), testClass, []string{testEmail})
+	_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || he.Status != 503 || !he.Retryable() {
 		t.Errorf("outage: %v", err)
 	}
 	e.sb.SetOutage(false)
-	if _, err := c.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Errorf("after outage: %v", err)
 	}
 }
@@ -361,7 +392,7 @@ func TestAwardTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sb.SetAwardDelay(2 * time.Second)
-	_, err := c.Award(ctxT(t), testClass, AwardRequest{Email: testEmail})
+	_, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || !he.Timeout || he.Status != 0 || !he.Retryable() {
 		t.Fatalf("award: %#v", err)
@@ -371,7 +402,7 @@ func TestAwardTimeout(t *testing.T) {
 		t.Fatalf("sandbox holds %+v, want the assertion the timed-out call created", got)
 	}
 	e.sb.SetAwardDelay(0)
-	list, err := c.List(ctxT(t), testClass, []string{testEmail})
+	list, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list after timeout: %v, %v", list, err)
 	}
@@ -383,7 +414,7 @@ func TestConnectionErrorHidesURL(t *testing.T) {
 	mustAward(t, c, "warmup@example.org")
 	e.srv.CloseClientConnections()
 	e.srv.Close()
-	_, err := c.List(ctxT(t), testClass, []string{testEmail})
+	_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || he.Status != 0 || !he.Retryable() {
 		t.Fatalf("list: %#v", err)
@@ -400,7 +431,7 @@ func TestCallerCancellation(t *testing.T) {
 	e.sb.SetLatency(time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := c.List(ctx, testClass, []string{testEmail})
+	_, err := c.Lookup(ctx, testClass, []string{testEmail})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("list: %v", err)
 	}

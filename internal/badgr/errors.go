@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
-)
 
-// ErrAlreadyAwarded is returned by Award when the host refuses the award because an unrevoked,
-// unexpired assertion of the badge class already exists for the recipient (Badgr's answer to
-// allowDuplicateAwards=false). Callers treat it as success and List to learn the entityId.
-var ErrAlreadyAwarded = errors.New("badgr: a previous award of this badge already exists for this recipient")
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/badgr/wire"
+)
 
 // ErrLoginBlocked matches every *LoginBlockedError with errors.Is.
 var ErrLoginBlocked = errors.New("badgr: login to the badge host is blocked")
@@ -95,6 +92,48 @@ func (e *HostError) Permanent() bool {
 // 5xx, 429, 401).
 func (e *HostError) Retryable() bool { return !e.Permanent() }
 
+// retryableError carries a retryable HostError to callers that know only badgehost: it tells
+// them how soon the host asked to be called again. (HostError cannot have that method itself:
+// its field of the same name is part of its API.)
+type retryableError struct {
+	err   error // holds a *HostError
+	after time.Duration
+}
+
+func (e *retryableError) Error() string             { return e.err.Error() }
+func (e *retryableError) Unwrap() error             { return e.err }
+func (e *retryableError) RetryAfter() time.Duration { return e.after }
+
+// neutral makes an error of a public method classifiable with badgehost alone (wait, park,
+// retry), keeping the badgr error in the chain so errors.As still finds *HostError and
+// *LoginBlockedError.
+func neutral(err error) error {
+	var (
+		wait *badgehost.WaitError
+		perm *badgehost.PermanentError
+		re   *retryableError
+		lb   *LoginBlockedError
+		he   *HostError
+	)
+	switch {
+	case err == nil, errors.As(err, &wait), errors.As(err, &perm), errors.As(err, &re):
+		return err // already classified by an inner call
+	case errors.As(err, &lb):
+		return &badgehost.WaitError{Until: lb.Until, Reason: "badge host login blocked: " + lb.Reason, Err: err}
+	case !errors.As(err, &he):
+		return err // Redis, the caller's context: retryable, with nothing to add
+	case he.Status == http.StatusTooManyRequests:
+		wait := he.RetryAfter
+		if wait <= 0 {
+			wait = defaultPause
+		}
+		return &badgehost.WaitError{Until: time.Now().Add(wait), Reason: "badge host rate limit", Err: err}
+	case he.Permanent():
+		return &badgehost.PermanentError{Reason: he.Op + ": " + he.Message, Err: err}
+	}
+	return &retryableError{err: err, after: he.RetryAfter}
+}
+
 // maxMessage bounds HostError.Message: enough for Badgr's validation texts, short enough for a
 // log line and a ledger field.
 const maxMessage = 300
@@ -124,115 +163,12 @@ func cleanMessage(s string) string {
 	return truncate(scrub(s), maxMessage)
 }
 
-// envelope is Badgr's v2 answer shape. fieldErrors and validationErrors are kept raw because
-// their shapes vary: fieldErrors is an object (values lists, strings or nested objects), a list
-// (batch award) or a bare string (DRF throttling detail).
-type envelope struct {
-	Status *struct {
-		Success     bool   `json:"success"`
-		Description string `json:"description"`
-	} `json:"status"`
-	Result           json.RawMessage `json:"result"`
-	FieldErrors      json.RawMessage `json:"fieldErrors"`
-	ValidationErrors json.RawMessage `json:"validationErrors"`
-}
-
-// parseEnvelope returns the envelope in body, or nil when body does not have its shape (error
-// pages of proxies and Django come as HTML or other JSON).
-func parseEnvelope(body []byte) *envelope {
-	var env envelope
-	if json.Unmarshal(body, &env) != nil || (env.Status == nil && env.Result == nil) {
-		return nil
-	}
-	return &env
-}
-
-// validationErrors returns the envelope's validationErrors flattened to strings.
-func (e *envelope) validationErrors() []string {
-	return flattenRaw(e.ValidationErrors)
-}
-
-// hasValidationError reports whether any validation error contains substr.
-func (e *envelope) hasValidationError(substr string) bool {
-	for _, m := range e.validationErrors() {
-		if strings.Contains(m, substr) {
-			return true
-		}
-	}
-	return false
-}
-
-// details lists the envelope's error texts: field errors first, then validation errors.
-func (e *envelope) details() []string {
-	return append(flattenRaw(e.FieldErrors), e.validationErrors()...)
-}
-
-func flattenRaw(raw json.RawMessage) []string {
-	if len(raw) == 0 {
-		return nil
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil
-	}
-	var out []string
-	flatten(&out, "", v)
-	return out
-}
-
-// flatten turns a DRF error structure into "field: message" strings. The field is left out when
-// the message already names it ("Only issuedOn dates in the past are acceptable.") and for
-// non_field_errors, so messages read the way Badgr wrote them.
-func flatten(out *[]string, field string, v any) {
-	switch x := v.(type) {
-	case nil:
-	case string:
-		if x == "" {
-			return
-		}
-		if field != "" && !strings.Contains(x, lastSegment(field)) {
-			x = field + ": " + x
-		}
-		*out = append(*out, x)
-	case []any:
-		for _, item := range x {
-			flatten(out, field, item)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			sub := field
-			if k != "non_field_errors" && k != "detail" {
-				if sub != "" {
-					sub += "."
-				}
-				sub += k
-			}
-			flatten(out, sub, x[k])
-		}
-	default:
-		b, _ := json.Marshal(x)
-		flatten(out, field, string(b))
-	}
-}
-
-func lastSegment(field string) string {
-	if i := strings.LastIndexByte(field, '.'); i >= 0 {
-		return field[i+1:]
-	}
-	return field
-}
-
 var htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
 
 // describeBody builds HostError.Message from an answer: the envelope's description and details
 // when there is one, otherwise whatever a proxy or Django error page offers (a JSON object's
 // texts, an HTML title, the first line of plain text).
-func describeBody(status int, contentType string, body []byte, env *envelope) string {
+func describeBody(status int, contentType string, body []byte, env *wire.Envelope) string {
 	var parts []string
 	desc := ""
 	if env != nil && env.Status != nil {
@@ -242,18 +178,18 @@ func describeBody(status int, contentType string, body []byte, env *envelope) st
 		desc = strings.ToLower(http.StatusText(status))
 	}
 	if env != nil && env.Status != nil {
-		parts = env.details()
+		parts = env.Details()
 	} else if len(body) > 0 {
 		var v any
 		if json.Unmarshal(body, &v) == nil {
-			flatten(&parts, "", v)
+			parts = wire.Flatten(v)
 		} else if m := htmlTitle.FindSubmatch(body); m != nil {
 			parts = []string{string(m[1])}
 		} else if strings.HasPrefix(contentType, "text/plain") {
 			line, _, _ := strings.Cut(string(body), "\n")
 			parts = []string{line}
 		} else if contentType != "" {
-			parts = []string{"non-JSON answer (" + mediaType(contentType) + ")"}
+			parts = []string{"non-JSON answer (" + wire.MediaType(contentType) + ")"}
 		}
 	}
 	msg := desc
@@ -261,9 +197,4 @@ func describeBody(status int, contentType string, body []byte, env *envelope) st
 		msg += ": " + strings.Join(parts, "; ")
 	}
 	return cleanMessage(msg)
-}
-
-func mediaType(contentType string) string {
-	mt, _, _ := strings.Cut(contentType, ";")
-	return strings.TrimSpace(strings.ToLower(mt))
 }

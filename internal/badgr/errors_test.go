@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/badgr/wire"
 )
 
 func TestDescribeBody(t *testing.T) {
@@ -41,7 +44,7 @@ func TestDescribeBody(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			body := []byte(tc.body)
-			if got := describeBody(tc.status, tc.contentType, body, parseEnvelope(body)); got != tc.want {
+			if got := describeBody(tc.status, tc.contentType, body, wire.ParseEnvelope(body)); got != tc.want {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
 		})
@@ -84,32 +87,10 @@ func TestHostErrorClassification(t *testing.T) {
 
 func TestLoginBlockedErrorIs(t *testing.T) {
 	var err error = &LoginBlockedError{Until: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Reason: "password grant answered 400 invalid_grant"}
-	if !errors.Is(err, ErrLoginBlocked) || errors.Is(err, ErrAlreadyAwarded) {
+	if !errors.Is(err, ErrLoginBlocked) || errors.Is(err, badgehost.ErrAlreadyAwarded) {
 		t.Error("errors.Is")
 	}
 	if want := "badgr: login to the badge host is blocked until 2026-01-01T00:00:00Z: password grant answered 400 invalid_grant"; err.Error() != want {
 		t.Errorf("Error() = %q", err)
-	}
-}
-
-func TestFindLink(t *testing.T) {
-	cases := []struct {
-		header []string
-		want   string
-	}{
-		{[]string{`<https://h/a?cursor=1&num=100>; rel="next", <https://h/a?cursor=0>; rel="prev"`}, "https://h/a?cursor=1&num=100"},
-		{[]string{`<https://h/p>; rel="prev"`, `<https://h/n>; rel="next"`}, "https://h/n"},
-		{[]string{`<https://h/p>; rel=prev, </rel/n?x=1,2>;title="a, b; rel=next";rel=next`}, "/rel/n?x=1,2"},
-		{[]string{`<https://h/x>; rel="last next"`}, "https://h/x"},
-		{[]string{`<https://h/x>; REL="Next"`}, "https://h/x"},
-		{[]string{`<https://h/x>; rel="prev"; rel="next"`}, ""}, // only the first rel counts
-		{[]string{`garbage, <https://h/y>; rel="next"`}, "https://h/y"},
-		{[]string{`<https://h/unterminated; rel="next"`}, ""},
-		{nil, ""},
-	}
-	for _, tc := range cases {
-		if got := findLink(tc.header, "next"); got != tc.want {
-			t.Errorf("findLink(%q) = %q, want %q", tc.header, got, tc.want)
-		}
 	}
 }

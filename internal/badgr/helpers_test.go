@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 	"github.com/redis/go-redis/v9"
 )
@@ -62,23 +64,23 @@ type env struct {
 	t    *testing.T
 	mr   *miniredis.Miniredis
 	rdb  *redis.Client
-	sb   *Sandbox
+	sb   *sandbox.Host
 	srv  *httptest.Server
 	logs *testutil.Output
 	log  *slog.Logger
 	rec  *recorder
 }
 
-func newEnv(t *testing.T, opts ...func(*SandboxOptions)) *env {
+func newEnv(t *testing.T, opts ...func(*sandbox.Options)) *env {
 	t.Helper()
-	o := SandboxOptions{Username: testUser, Password: testPassword, BadgeClasses: []string{testClass}}
+	o := sandbox.Options{Username: testUser, Password: testPassword, BadgeClasses: []string{testClass}}
 	for _, f := range opts {
 		f(&o)
 	}
 	e := &env{t: t, mr: miniredis.RunT(t), logs: &testutil.Output{}}
 	e.rdb = redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
 	t.Cleanup(func() { _ = e.rdb.Close() })
-	e.sb = NewSandbox(o)
+	e.sb = sandbox.New(o)
 	e.srv = httptest.NewServer(e.sb)
 	t.Cleanup(e.srv.Close)
 	e.sb.SetBaseURL(e.srv.URL)
@@ -100,15 +102,13 @@ func (e *env) clientOn(rdb redis.UniversalClient, mods ...func(*Config)) *Client
 	return New(cfg, rdb, e.log)
 }
 
-func (e *env) checkLogs(o SandboxOptions) {
+func (e *env) checkLogs(o sandbox.Options) {
 	out := e.logs.String()
 	forbidden := []string{testPassword, testSecret, "@"}
 	if o.Password != "" {
 		forbidden = append(forbidden, o.Password)
 	}
-	e.sb.mu.Lock()
-	forbidden = append(forbidden, e.sb.issued...)
-	e.sb.mu.Unlock()
+	forbidden = append(forbidden, e.sb.IssuedTokens()...)
 	for _, f := range forbidden {
 		if strings.Contains(out, f) {
 			e.t.Errorf("log output contains a secret, token or e-mail (%.6s…):\n%s", f, out)
@@ -136,18 +136,11 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func mustAward(t *testing.T, c *Client, email string) Assertion {
+func mustAward(t *testing.T, c *Client, email string) badgehost.Assertion {
 	t.Helper()
-	a, err := c.Award(ctxT(t), testClass, AwardRequest{Email: email, IssuedOn: time.Now().Add(-time.Hour)})
+	a, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: email, IssuedOn: time.Now().Add(-time.Hour)})
 	if err != nil {
 		t.Fatalf("award: %v", err)
 	}
 	return a
-}
-
-// setClock replaces the sandbox clock.
-func (s *Sandbox) setClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/sandbox"
 )
 
 // A learner with many addresses is looked up 20 recipients at a time, never in one URL the host
@@ -28,7 +30,7 @@ func TestListBatchesRecipients(t *testing.T) {
 	// Case variants and repeats are one recipient each.
 	emails = append(emails, strings.ToUpper(emails[0]), emails[1])
 
-	list, err := c.List(ctxT(t), testClass, emails)
+	list, err := c.Lookup(ctxT(t), testClass, emails)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestListBatchesMergeByEntityID(t *testing.T) {
 	for i := range 41 {
 		emails = append(emails, fmt.Sprintf("x%d@example.org", i))
 	}
-	list, err := c.List(ctxT(t), testClass, emails)
+	list, err := c.Lookup(ctxT(t), testClass, emails)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +118,7 @@ func TestListBatchesBoundURLLength(t *testing.T) {
 		emails = append(emails, fmt.Sprintf("%s%02d@%s.example.org", strings.Repeat("l", 60), i, strings.Repeat("d", 120)))
 	}
 	mustAward(t, c, emails[19])
-	list, err := c.List(ctxT(t), testClass, emails)
+	list, err := c.Lookup(ctxT(t), testClass, emails)
 	if err != nil {
 		t.Fatalf("list: %v", err)
 	}
@@ -124,7 +126,7 @@ func TestListBatchesBoundURLLength(t *testing.T) {
 		t.Fatalf("list returned %d assertions, want 1", len(list))
 	}
 	for _, r := range e.rec.all() {
-		if line := len(r.method) + len(r.path) + len(r.rawQuery) + 1 + len(" HTTP/1.1"); line > sbMaxRequestLine {
+		if line := len(r.method) + len(r.path) + len(r.rawQuery) + 1 + len(" HTTP/1.1"); line > sandbox.MaxRequestLine {
 			t.Errorf("a %d-byte request line", line)
 		}
 	}

@@ -17,7 +17,7 @@ func TestLoginBlockClearedByNewCredentials(t *testing.T) {
 		t.Fatalf("login with a wrong password: %v", err)
 	}
 	// The host's own backoff after one failure (2 s) has run out; the stored block (60 s) has not.
-	e.sb.setClock(func() time.Time { return time.Now().Add(3 * time.Second) })
+	e.sb.SetClock(func() time.Time { return time.Now().Add(3 * time.Second) })
 
 	good := e.client()
 	if until, err := good.LoginBlockedUntil(ctxT(t)); err != nil || !until.IsZero() {
@@ -26,7 +26,7 @@ func TestLoginBlockClearedByNewCredentials(t *testing.T) {
 	if err := good.Login(ctxT(t)); err != nil {
 		t.Fatalf("login with the corrected password: %v", err)
 	}
-	if _, err := good.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := good.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatalf("list after the corrected login: %v", err)
 	}
 	if n := e.sb.Requests()["POST /o/token"]; n != 2 {

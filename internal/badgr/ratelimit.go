@@ -159,7 +159,7 @@ func (c *Client) pause(ctx context.Context, d time.Duration) {
 	ms := max(d.Milliseconds(), 1)
 	if _, err := extendDeadlineScript.Run(ctx, c.rdb, []string{c.keys.pause}, ms).Result(); err != nil {
 		// Losing the pause only means other replicas may hit one more 429 each.
-		c.log.Warn("badgr: could not store the shared pause", "error", err)
+		c.log.Warn("badgr: could not store the shared pause", "err", err)
 	}
 }
 
@@ -172,7 +172,7 @@ func (c *Client) blockLogin(ctx context.Context, d time.Duration, reason string)
 	ms := max(d.Milliseconds(), 1)
 	res, err := extendDeadlineScript.Run(sctx, c.rdb, []string{c.keys.blocked, c.keys.blockedReason}, ms, reason).Int64Slice()
 	if err != nil || len(res) != 2 {
-		c.log.Error("badgr: badge host login failed; could not store the shared login block", "reason", reason, "error", err)
+		c.log.Error("badgr: badge host login failed; could not store the shared login block", "reason", reason, "err", err)
 		return &LoginBlockedError{Until: time.Now().Add(d), Reason: reason}
 	}
 	until := time.UnixMilli(res[0])

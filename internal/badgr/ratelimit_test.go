@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
 )
 
 func TestTooManyRequestsPausesAllReplicas(t *testing.T) {
@@ -16,7 +18,7 @@ func TestTooManyRequestsPausesAllReplicas(t *testing.T) {
 
 	e.sb.FailNextWithRetryAfter(1, http.StatusTooManyRequests, time.Second)
 	start := time.Now()
-	_, err := a.Award(ctxT(t), testClass, AwardRequest{Email: testEmail})
+	_, err := a.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || he.Status != 429 || he.RetryAfter != time.Second || !he.Retryable() {
 		t.Fatalf("award: %#v", err)
@@ -30,7 +32,7 @@ func TestTooManyRequestsPausesAllReplicas(t *testing.T) {
 	}
 
 	// The other replica's call waits for the pause (no error), then goes through.
-	if _, err := b.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := b.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatalf("list: %v", err)
 	}
 	if d := time.Since(start); d < 900*time.Millisecond {
@@ -39,13 +41,13 @@ func TestTooManyRequestsPausesAllReplicas(t *testing.T) {
 
 	// A caller whose deadline ends inside the pause gets a 429 at once, and nothing is sent.
 	e.sb.FailNextWithRetryAfter(1, http.StatusTooManyRequests, 10*time.Second)
-	if _, err := a.List(ctxT(t), testClass, []string{testEmail}); err == nil {
+	if _, err := a.Lookup(ctxT(t), testClass, []string{testEmail}); err == nil {
 		t.Fatal("want 429")
 	}
 	before := e.sb.Requests()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = b.List(ctx, testClass, []string{testEmail})
+	_, err = b.Lookup(ctx, testClass, []string{testEmail})
 	if !errors.As(err, &he) || he.Status != 429 || he.RetryAfter < 9*time.Second {
 		t.Fatalf("short deadline: %#v", err)
 	}
@@ -59,7 +61,7 @@ func TestTooManyRequestsDefaultPause(t *testing.T) {
 	c := e.client()
 	mustAward(t, c, "warmup@example.org")
 	e.sb.FailNext(1, http.StatusTooManyRequests) // DRF throttling: no Retry-After
-	_, err := c.List(ctxT(t), testClass, []string{testEmail})
+	_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	var he *HostError
 	if !errors.As(err, &he) || he.RetryAfter != defaultPause {
 		t.Fatalf("list: %#v", err)

@@ -28,7 +28,7 @@ func TestIntegrationSharedTokenRefresh(t *testing.T) {
 		for i := range 32 {
 			c := replicas[i%2]
 			wg.Go(func() {
-				if _, err := c.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+				if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 					t.Errorf("round %d: %v", round, err)
 					failed.Add(1)
 				}

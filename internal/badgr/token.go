@@ -2,19 +2,21 @@ package badgr
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/badgebridge/bridge/internal/badgr/wire"
+	"github.com/badgebridge/bridge/internal/redislock"
 )
 
 // One access token serves every replica. Badgr rotates refresh tokens on every use, so two
@@ -121,13 +123,13 @@ func (c *Client) accessToken(ctx context.Context) (*storedToken, error) {
 // cheap enough for readiness checks; while logins are blocked it fails with *LoginBlockedError.
 func (c *Client) Login(ctx context.Context) error {
 	_, err := c.accessToken(ctx)
-	return err
+	return neutral(err)
 }
 
 // renew replaces the token that failed (nil: none, or expiring) under the shared lock, or waits
 // for the replica holding the lock to do it.
 func (c *Client) renew(ctx context.Context, failed *storedToken) (*storedToken, error) {
-	lockValue := randomHex(16)
+	lockValue := wire.RandomHex(16)
 	for {
 		ok, err := c.rdb.SetNX(ctx, c.keys.tokenLock, lockValue, c.lockTTL).Result()
 		if err != nil {
@@ -161,20 +163,13 @@ func replaced(cur, failed *storedToken) bool {
 	return cur.fresh(time.Now()) && (failed == nil || cur.Access != failed.Access)
 }
 
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-`)
-
 func (c *Client) renewLocked(ctx context.Context, failed *storedToken, lockValue string) (*storedToken, error) {
 	defer func() {
 		// Release even when ctx is done; a leaked lock would stall other replicas for lockTTL.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := releaseScript.Run(rctx, c.rdb, []string{c.keys.tokenLock}, lockValue).Err(); err != nil {
-			c.log.Warn("badgr: could not release the token lock", "error", err)
+		if _, err := redislock.Release(rctx, c.rdb, c.keys.tokenLock, lockValue); err != nil {
+			c.log.Warn("badgr: could not release the token lock", "err", err)
 		}
 	}()
 	// Finish well inside the lock's lifetime, so no other replica can take the lock while our
@@ -207,15 +202,10 @@ func (c *Client) renewLocked(ctx context.Context, failed *storedToken, lockValue
 // configured grant when the host no longer accepts it.
 func (c *Client) grant(ctx context.Context, cur *storedToken) (*storedToken, error) {
 	if cur != nil && cur.Refresh != "" {
-		form := url.Values{
-			"grant_type":    {"refresh_token"},
-			"refresh_token": {cur.Refresh},
-			"client_id":     {c.cfg.ClientID},
-		}
-		if c.cfg.ClientSecret != "" {
-			form.Set("client_secret", c.cfg.ClientSecret)
-		}
-		t, err := c.tokenRequest(ctx, "refresh_token", form, true)
+		t, err := c.tokenRequest(ctx, "refresh_token", func(ctx context.Context) (*oauth2.Token, error) {
+			// A token without an access token makes the source refresh at once.
+			return c.oauthConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: cur.Refresh}).Token()
+		}, true)
 		if err == nil {
 			return t, nil
 		}
@@ -224,109 +214,119 @@ func (c *Client) grant(ctx context.Context, cur *storedToken) (*storedToken, err
 		}
 		c.log.Info("badgr: the host no longer accepts the refresh token; logging in again")
 	}
-	form := url.Values{"client_id": {c.cfg.ClientID}, "scope": {c.cfg.Scope}}
-	grantType := "client_credentials"
 	if c.cfg.Username != "" {
-		grantType = "password"
-		form.Set("username", c.cfg.Username)
-		form.Set("password", c.cfg.Password)
+		return c.tokenRequest(ctx, "password", func(ctx context.Context) (*oauth2.Token, error) {
+			return c.oauthConfig().PasswordCredentialsToken(ctx, c.cfg.Username, c.cfg.Password)
+		}, false)
 	}
-	form.Set("grant_type", grantType)
-	if c.cfg.ClientSecret != "" {
-		form.Set("client_secret", c.cfg.ClientSecret)
-	}
-	return c.tokenRequest(ctx, grantType, form, false)
+	return c.tokenRequest(ctx, "client_credentials", func(ctx context.Context) (*oauth2.Token, error) {
+		cc := clientcredentials.Config{
+			ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret, TokenURL: c.tokenURL(),
+			Scopes: strings.Fields(c.cfg.Scope), AuthStyle: oauth2.AuthStyleInParams,
+		}
+		return cc.Token(ctx)
+	}, false)
 }
+
+// oauthConfig describes the host's token endpoint to golang.org/x/oauth2. The client goes in the
+// form body, never probed: x/oauth2's auto-detection retries a refused login the other way, and
+// Badgr counts each refusal towards its login backoff.
+func (c *Client) oauthConfig() *oauth2.Config {
+	return &oauth2.Config{
+		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret, Scopes: strings.Fields(c.cfg.Scope),
+		Endpoint: oauth2.Endpoint{TokenURL: c.tokenURL(), AuthStyle: oauth2.AuthStyleInParams},
+	}
+}
+
+// tokenURL is Badgr's token endpoint. Parameters go in the form body only: Badgr rejects a query
+// string, and credentials must never appear in a URL.
+func (c *Client) tokenURL() string { return c.cfg.BaseURL + "/o/token" }
 
 // errInvalidGrant marks a refused refresh token, which is not a login failure yet: the configured
 // grant is tried next.
 var errInvalidGrant = errors.New("badgr: refresh token rejected (invalid_grant)")
 
-// tokenAnswer is the token endpoint's JSON, success or error.
-type tokenAnswer struct {
-	AccessToken      string          `json:"access_token"`
-	RefreshToken     string          `json:"refresh_token"`
-	ExpiresIn        json.Number     `json:"expires_in"`
-	TokenType        string          `json:"token_type"`
-	Error            string          `json:"error"`
-	ErrorDescription string          `json:"error_description"`
-	Expires          json.RawMessage `json:"expires"` // login throttling: backoff period in seconds
-}
-
-// tokenRequest posts one grant to /o/token. Parameters go in the form body only: Badgr rejects a
-// query string, and credentials must never appear in a URL.
-func (c *Client) tokenRequest(ctx context.Context, grantType string, form url.Values, refreshing bool) (*storedToken, error) {
+// tokenRequest runs one grant through x/oauth2 (fetch) under the shared rate limit and the call
+// timeout, and turns the answer into the shared token, or a refusal into the shared login block.
+func (c *Client) tokenRequest(ctx context.Context, grantType string, fetch func(context.Context) (*oauth2.Token, error), refreshing bool) (*storedToken, error) {
 	const op = "login"
 	if err := c.wait(ctx, op); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.cfg.BaseURL+"/o/token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("badgr %s: build request: %w", op, err)
+	// x/oauth2 reports no status for an answer it cannot use; the transport notes it.
+	status := 0
+	hc := &http.Client{
+		Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			req = req.Clone(req.Context()) // a RoundTripper must not change its caller's request
+			req.Header.Set("Accept", wire.MediaJSON)
+			req.Header.Set("User-Agent", userAgent)
+			resp, err := c.transport.RoundTrip(req)
+			if err == nil {
+				status = resp.StatusCode
+			}
+			return resp, err
+		}),
+		CheckRedirect: c.http.CheckRedirect,
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
 	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.transportError(ctx, rctx, op, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, c.transportError(ctx, rctx, op, err)
-	}
-	c.log.Debug("badgr: token request", "grant", grantType, "status", resp.StatusCode, "duration", time.Since(start))
+	tok, err := fetch(context.WithValue(rctx, oauth2.HTTPClient, hc))
+	c.log.Debug("badgr: token request", "grant", grantType, "status", status, "duration", time.Since(start))
 
-	// Badgr answers some token errors as text/html with a JSON body: parse whatever the type.
-	var ans tokenAnswer
-	jsonErr := json.Unmarshal(body, &ans)
-
-	if resp.StatusCode/100 == 2 {
-		if jsonErr != nil || ans.AccessToken == "" {
-			return nil, &HostError{Op: op, Status: resp.StatusCode, Message: "token answer without an access token"}
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
+		expiresAt := start.Add(defaultExpiresIn)
+		if tok.ExpiresIn > 0 {
+			expiresAt = start.Add(time.Duration(tok.ExpiresIn) * time.Second)
+		} else if !tok.Expiry.IsZero() {
+			expiresAt = tok.Expiry
 		}
-		expiresIn := defaultExpiresIn
-		if n, err := ans.ExpiresIn.Int64(); err == nil && n > 0 {
-			expiresIn = time.Duration(n) * time.Second
-		}
-		c.log.Info("badgr: obtained an access token", "grant", grantType, "expires_in", expiresIn)
+		c.log.Info("badgr: obtained an access token", "grant", grantType, "expires_in", expiresAt.Sub(start).Round(time.Second))
 		return &storedToken{
-			Access:    ans.AccessToken,
-			Refresh:   ans.RefreshToken, // rotated: the old one no longer works
-			ExpiresAt: start.Add(expiresIn),
+			Access:    tok.AccessToken,
+			Refresh:   tok.RefreshToken, // rotated: the old one no longer works
+			ExpiresAt: expiresAt,
 			Account:   c.account,
 		}, nil
-	}
-
-	if refreshing && resp.StatusCode == http.StatusBadRequest && ans.Error == "invalid_grant" {
+	case !errors.As(err, &re) && status/100 == 2:
+		return nil, &HostError{Op: op, Status: status, Message: "token answer without an access token"}
+	case re == nil:
+		return nil, c.transportError(ctx, rctx, op, err)
+	case refreshing && re.Response.StatusCode == http.StatusBadRequest && re.ErrorCode == "invalid_grant":
 		return nil, errInvalidGrant
 	}
 
 	// Any other refusal is a login failure: hold every replica back for the period the host
 	// announces, or a minute, so retries do not lengthen Badgr's backoff.
 	block := defaultLoginBlock
-	if secs, ok := parseExpires(ans.Expires); ok && secs > 0 {
-		block = time.Duration(secs * float64(time.Second))
+	var throttle struct {
+		Expires json.RawMessage `json:"expires"` // Badgr's login backoff period in seconds
 	}
-	return nil, c.blockLogin(ctx, block, loginFailureReason(grantType, resp, body, &ans, jsonErr == nil))
+	if json.Unmarshal(re.Body, &throttle) == nil {
+		if secs, ok := parseExpires(throttle.Expires); ok && secs > 0 {
+			block = time.Duration(secs * float64(time.Second))
+		}
+	}
+	return nil, c.blockLogin(ctx, block, loginFailureReason(grantType, re))
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // loginFailureReason describes a refused login from the OAuth error code and description only;
 // the request's credentials are never echoed.
-func loginFailureReason(grantType string, resp *http.Response, body []byte, ans *tokenAnswer, isJSON bool) string {
-	reason := fmt.Sprintf("%s grant answered %d", grantType, resp.StatusCode)
-	switch {
-	case isJSON && ans.Error != "":
-		reason += " " + ans.Error
-		if ans.ErrorDescription != "" {
-			reason += ": " + ans.ErrorDescription
+func loginFailureReason(grantType string, re *oauth2.RetrieveError) string {
+	reason := fmt.Sprintf("%s grant answered %d", grantType, re.Response.StatusCode)
+	if re.ErrorCode != "" {
+		reason += " " + re.ErrorCode
+		if re.ErrorDescription != "" {
+			reason += ": " + re.ErrorDescription
 		}
-	default:
-		reason += " " + describeBody(resp.StatusCode, resp.Header.Get("Content-Type"), body, nil)
+	} else {
+		reason += " " + describeBody(re.Response.StatusCode, re.Response.Header.Get("Content-Type"), re.Body, nil)
 	}
 	return cleanMessage(reason)
 }
@@ -347,10 +347,4 @@ func parseExpires(raw json.RawMessage) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return hex.EncodeToString(b)
 }

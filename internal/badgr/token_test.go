@@ -9,6 +9,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/sandbox"
+	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 func (e *env) storedToken() storedToken {
@@ -27,14 +31,7 @@ func (e *env) storedToken() storedToken {
 // postToken sends a raw grant to the sandbox, bypassing the client.
 func (e *env) postToken(form url.Values) (int, map[string]any) {
 	e.t.Helper()
-	resp, err := http.PostForm(e.srv.URL+"/o/token", form)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return resp.StatusCode, body
+	return testutil.PostForm(e.t, e.srv.URL+"/o/token", form)
 }
 
 func TestTokenRequestIsFormOnly(t *testing.T) {
@@ -73,7 +70,7 @@ func TestTokenExpiryMidRun(t *testing.T) {
 	old := e.storedToken()
 
 	e.sb.ExpireTokens()
-	list, err := c.List(ctxT(t), testClass, []string{testEmail})
+	list, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list after expiry: %v, %v", list, err)
 	}
@@ -104,7 +101,7 @@ func TestProactiveRefresh(t *testing.T) {
 	st.ExpiresAt = time.Now().Add(30 * time.Second) // inside the 60 s margin
 	b, _ := json.Marshal(st)
 	e.rdb.Set(ctxT(t), "bb:badgr:token", b, 0)
-	if _, err := c.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatal(err)
 	}
 	if g := e.sb.TokenGrants(); g["refresh_token"] != 1 {
@@ -131,7 +128,7 @@ func TestTwoReplicasRefreshOnce(t *testing.T) {
 			c = b
 		}
 		wg.Go(func() {
-			_, err := c.List(ctxT(t), testClass, []string{testEmail})
+			_, err := c.Lookup(ctxT(t), testClass, []string{testEmail})
 			errs <- err
 		})
 	}
@@ -161,7 +158,7 @@ func TestRefreshRejectedFallsBackToPassword(t *testing.T) {
 	b, _ := json.Marshal(st)
 	e.rdb.Set(ctxT(t), "bb:badgr:token", b, 0)
 	e.sb.ExpireTokens()
-	if _, err := c.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatalf("list: %v", err)
 	}
 	if g := e.sb.TokenGrants(); g["password"] != 2 {
@@ -173,7 +170,7 @@ func TestRefreshRejectedFallsBackToPassword(t *testing.T) {
 }
 
 func TestClientCredentials(t *testing.T) {
-	e := newEnv(t, func(o *SandboxOptions) { o.ClientID = "bridge-app"; o.ClientSecret = testSecret })
+	e := newEnv(t, func(o *sandbox.Options) { o.ClientID = "bridge-app"; o.ClientSecret = testSecret })
 	c := e.client(func(cfg *Config) {
 		cfg.Username, cfg.Password = "", ""
 		cfg.ClientID, cfg.ClientSecret = "bridge-app", testSecret
@@ -183,7 +180,7 @@ func TestClientCredentials(t *testing.T) {
 		t.Errorf("client_credentials stored a refresh token")
 	}
 	e.sb.ExpireTokens()
-	if _, err := c.List(ctxT(t), testClass, []string{testEmail}); err != nil {
+	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatal(err)
 	}
 	if g := e.sb.TokenGrants(); g["client_credentials"] != 2 || len(g) != 1 {
@@ -212,7 +209,7 @@ func TestLoginThrottled(t *testing.T) {
 	// Every call, on every replica, fails fast without touching the host.
 	before := e.sb.Requests()
 	for _, c := range []*Client{a, b} {
-		if _, err := c.Award(ctxT(t), testClass, AwardRequest{Email: testEmail}); !errors.Is(err, ErrLoginBlocked) {
+		if _, err := c.Award(ctxT(t), testClass, badgehost.AwardRequest{Email: testEmail}); !errors.Is(err, ErrLoginBlocked) {
 			t.Errorf("award while blocked: %v", err)
 		}
 		if err := c.Login(ctxT(t)); !errors.Is(err, ErrLoginBlocked) {
@@ -233,7 +230,7 @@ func TestLoginThrottled(t *testing.T) {
 	// After the block (moved forward on the Redis clock; the sandbox's throttle ran out in
 	// real time), logins work again.
 	e.mr.SetTime(time.Now().Add(4 * time.Second))
-	e.sb.setClock(func() time.Time { return time.Now().Add(4 * time.Second) })
+	e.sb.SetClock(func() time.Time { return time.Now().Add(4 * time.Second) })
 	if until, _ := a.LoginBlockedUntil(ctxT(t)); !until.IsZero() {
 		t.Fatalf("still blocked until %v", until)
 	}
@@ -258,7 +255,7 @@ func TestWrongPassword(t *testing.T) {
 		t.Errorf("reason %q", lb.Reason)
 	}
 	assertNoSecrets(t, err, "wrong-")
-	if _, err := bad.List(ctxT(t), testClass, []string{testEmail}); !errors.Is(err, ErrLoginBlocked) {
+	if _, err := bad.Lookup(ctxT(t), testClass, []string{testEmail}); !errors.Is(err, ErrLoginBlocked) {
 		t.Errorf("list while blocked: %v", err)
 	}
 	if n := e.sb.Requests()["POST /o/token"]; n != 1 {

@@ -1,31 +1,31 @@
 package edx
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"unicode/utf8"
-)
 
-// Limits of the Avro decoder. Entries come from a Redis that other services write to, so every
-// length, count and nesting level is checked before it is trusted.
-const (
-	maxAvroDepth = 32      // nesting of records, unions, arrays and maps
-	maxAvroItems = 1 << 16 // array items and map entries in one value, all blocks together
+	"github.com/hamba/avro/v2"
 )
 
 // DecodeAvro decodes the event_data of an event-bus entry: schemaless Avro binary (no container
 // header, no schema id), read with the embedded schema of eventType. The result is the
 // top-level record, e.g. {"certificate": {...}}; records are map[string]any, long and int are
-// int64, float and double float64, bytes []byte, null nil, and a union gives its branch's
-// value. Errors wrap ErrUndecodable, or are *UnsupportedTypeError when no schema is known.
+// int64, float and double float64, bytes and fixed []byte, null nil, and a union gives its
+// branch's value. Errors wrap ErrUndecodable, or are *UnsupportedTypeError when no schema is known.
 func DecodeAvro(eventType string, data []byte) (map[string]any, error) {
-	s, err := schemaFor(eventType)
+	c, err := loadAvroCodec()
 	if err != nil {
 		return nil, err
 	}
-	v, err := decodeAvro(s, data)
+	s, ok := c.schemas[eventType]
+	if !ok {
+		return nil, &UnsupportedTypeError{Type: eventType}
+	}
+	v, err := decodeAvro(c.api, s, data)
 	if err != nil {
 		return nil, err
 	}
@@ -33,12 +33,20 @@ func DecodeAvro(eventType string, data []byte) (map[string]any, error) {
 	return rec, nil
 }
 
-// decodeAvro decodes one complete value of schema s.
-func decodeAvro(s *avroSchema, data []byte) (any, error) {
-	r := avroReader{buf: data}
-	v, err := r.value(s, 0)
-	if err == nil && r.pos != len(r.buf) {
-		err = r.fail("%d bytes left over after the value", len(r.buf)-r.pos)
+// decodeAvro decodes one complete value of schema s: nothing may follow it.
+//
+// hamba/avro reads the primitives (varints, lengths bounded by MaxByteSliceSize, booleans),
+// while the walk over the schema is ours, for what the library's generic decoding does not
+// give: it reports data cut off inside its last varint as success (Unmarshal takes the
+// wrapped io.EOF for a clean end), ignores trailing bytes, names no field in its errors, accepts invalid UTF-8, bounds neither
+// recursion nor map entries, and wraps union values as {"branch name": value}.
+func decodeAvro(api avro.API, s avro.Schema, data []byte) (any, error) {
+	d := avroDecoder{r: avro.NewReader(nil, 0, avro.WithReaderConfig(api)).Reset(data)}
+	v, err := d.value(s, 0)
+	if err == nil {
+		if n := leftOver(d.r); n > 0 {
+			err = fmt.Errorf("%d bytes left over after the value", n)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: event_data: %w", ErrUndecodable, err)
@@ -46,150 +54,116 @@ func decodeAvro(s *avroSchema, data []byte) (any, error) {
 	return v, nil
 }
 
-type avroReader struct {
-	buf   []byte
-	pos   int
+// leftOver counts the bytes the reader has not consumed. The reader exposes no position, so it
+// reads them one by one; this is only the length of the input at worst.
+func leftOver(r *avro.Reader) int {
+	var b [1]byte
+	n := 0
+	for {
+		r.Read(b[:])
+		if r.Error != nil {
+			return n
+		}
+		n++
+	}
+}
+
+type avroDecoder struct {
+	r     *avro.Reader
 	items int // array items and map entries read so far
 }
 
-// avroError locates a decoding problem: the byte offset and the field path.
-type avroError struct {
-	offset int
-	path   []string // innermost last
-	msg    string
+// avroPathError locates a decoding problem by its field path.
+type avroPathError struct {
+	path []string // outermost first
+	err  error
 }
 
-func (e *avroError) Error() string {
-	if len(e.path) == 0 {
-		return fmt.Sprintf("at byte %d: %s", e.offset, e.msg)
-	}
-	return fmt.Sprintf("%s at byte %d: %s", strings.Join(e.path, "."), e.offset, e.msg)
+func (e *avroPathError) Error() string {
+	return strings.Join(e.path, ".") + ": " + e.err.Error()
 }
 
-func (r *avroReader) fail(format string, args ...any) *avroError {
-	return r.failAt(r.pos, format, args...)
-}
+func (e *avroPathError) Unwrap() error { return e.err }
 
-// failAt reports a problem with the value that starts at offset.
-func (r *avroReader) failAt(offset int, format string, args ...any) *avroError {
-	return &avroError{offset: offset, msg: fmt.Sprintf(format, args...)}
-}
-
-// within prefixes an error with the field it happened in.
+// within prefixes an error with the field or element it happened in.
 func within(name string, err error) error {
-	if ae, ok := err.(*avroError); ok {
-		ae.path = append([]string{name}, ae.path...)
+	var pe *avroPathError
+	if errors.As(err, &pe) {
+		pe.path = append([]string{name}, pe.path...)
+		return err
+	}
+	return &avroPathError{path: []string{name}, err: err}
+}
+
+var errTruncated = errors.New("truncated: the data ends inside the value")
+
+// check turns the reader's sticky error into ours. Running out of input shows up as io.EOF or
+// io.ErrUnexpectedEOF, possibly wrapped; other errors are the library's own description.
+func (d *avroDecoder) check() error {
+	err := d.r.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errTruncated
 	}
 	return err
 }
 
-func (r *avroReader) value(s *avroSchema, depth int) (any, error) {
+func (d *avroDecoder) value(s avro.Schema, depth int) (any, error) {
 	if depth > maxAvroDepth {
-		return nil, r.fail("nested deeper than %d levels", maxAvroDepth)
+		return nil, fmt.Errorf("nested deeper than %d levels", maxAvroDepth)
 	}
-	switch s.kind {
-	case avroNull:
+	switch s := s.(type) {
+	case *avro.NullSchema:
 		return nil, nil
-	case avroBoolean:
-		if r.pos >= len(r.buf) {
-			return nil, r.fail("truncated boolean")
-		}
-		b := r.buf[r.pos]
-		if b > 1 {
-			return nil, r.fail("boolean byte is %#x, want 0 or 1", b)
-		}
-		r.pos++
-		return b == 1, nil
-	case avroInt:
-		start := r.pos
-		n, err := r.long()
-		if err != nil {
-			return nil, err
-		}
-		if n < math.MinInt32 || n > math.MaxInt32 {
-			return nil, r.failAt(start, "int %d out of range", n)
-		}
-		return n, nil
-	case avroLong:
-		return r.long()
-	case avroFloat:
-		b, err := r.fixed(4)
-		if err != nil {
-			return nil, err
-		}
-		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), nil
-	case avroDouble:
-		b, err := r.fixed(8)
-		if err != nil {
-			return nil, err
-		}
-		return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
-	case avroBytes:
-		b, err := r.bytes()
-		if err != nil {
-			return nil, err
-		}
-		return append([]byte(nil), b...), nil
-	case avroString:
-		return r.string()
-	case avroFixed:
-		b, err := r.fixed(s.size)
-		if err != nil {
-			return nil, err
-		}
-		return append([]byte(nil), b...), nil
-	case avroEnum:
-		start := r.pos
-		i, err := r.long()
-		if err != nil {
-			return nil, err
-		}
-		if i < 0 || i >= int64(len(s.symbols)) {
-			return nil, r.failAt(start, "enum index %d out of range (%d symbols)", i, len(s.symbols))
-		}
-		return s.symbols[i], nil
-	case avroUnion:
-		start := r.pos
-		i, err := r.long()
-		if err != nil {
-			return nil, err
-		}
-		if i < 0 || i >= int64(len(s.branches)) {
-			return nil, r.failAt(start, "union branch %d out of range (%d branches)", i, len(s.branches))
-		}
-		return r.value(s.branches[i], depth+1)
-	case avroRecord:
-		rec := make(map[string]any, len(s.fields))
-		for _, f := range s.fields {
-			v, err := r.value(f.typ, depth+1)
+	case *avro.RefSchema:
+		return d.value(s.Schema(), depth)
+	case *avro.RecordSchema:
+		rec := make(map[string]any, len(s.Fields()))
+		for _, f := range s.Fields() {
+			v, err := d.value(f.Type(), depth+1)
 			if err != nil {
-				return nil, within(f.name, err)
+				return nil, within(f.Name(), err)
 			}
-			rec[f.name] = v
+			rec[f.Name()] = v
 		}
 		return rec, nil
-	case avroArray:
-		var out []any
-		err := r.blocks(func() error {
-			v, err := r.value(s.items, depth+1)
+	case *avro.UnionSchema:
+		i, err := d.index(len(s.Types()), "union branch")
+		if err != nil {
+			return nil, err
+		}
+		return d.value(s.Types()[i], depth+1)
+	case *avro.EnumSchema:
+		i, err := d.index(len(s.Symbols()), "enum index")
+		if err != nil {
+			return nil, err
+		}
+		return s.Symbols()[i], nil
+	case *avro.FixedSchema:
+		b := make([]byte, s.Size()) // the size comes from the embedded schema, not the data
+		d.r.Read(b)
+		return b, d.check()
+	case *avro.ArraySchema:
+		out := []any{}
+		err := d.blocks(func() error {
+			v, err := d.value(s.Items(), depth+1)
 			if err != nil {
 				return within(fmt.Sprintf("[%d]", len(out)), err)
 			}
 			out = append(out, v)
 			return nil
 		})
-		if out == nil && err == nil {
-			out = []any{}
-		}
 		return out, err
-	case avroMap:
+	case *avro.MapSchema:
 		out := map[string]any{}
-		err := r.blocks(func() error {
-			k, err := r.string()
+		err := d.blocks(func() error {
+			k, err := d.string()
 			if err != nil {
-				return err
+				return within("(a key)", err)
 			}
-			v, err := r.value(s.values, depth+1)
+			v, err := d.value(s.Values(), depth+1)
 			if err != nil {
 				return within(show(k), err)
 			}
@@ -197,16 +171,78 @@ func (r *avroReader) value(s *avroSchema, depth int) (any, error) {
 			return nil
 		})
 		return out, err
+	case *avro.PrimitiveSchema:
+		return d.primitive(s.Type())
 	}
-	return nil, r.fail("unsupported schema kind %d", s.kind)
+	return nil, fmt.Errorf("unsupported schema type %s", s.Type())
+}
+
+// primitive reads a value of a primitive type; logical types are read as their underlying type.
+func (d *avroDecoder) primitive(t avro.Type) (any, error) {
+	var v any
+	switch t {
+	case avro.Boolean:
+		v = d.r.ReadBool()
+	case avro.Int:
+		// Read as a long and range-checked: the library's int reader wraps out-of-range values.
+		n := d.r.ReadLong()
+		if err := d.check(); err != nil {
+			return nil, err
+		}
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return nil, fmt.Errorf("int %d out of range", n)
+		}
+		v = n
+	case avro.Long:
+		v = d.r.ReadLong()
+	case avro.Float:
+		v = float64(d.r.ReadFloat())
+	case avro.Double:
+		v = d.r.ReadDouble()
+	case avro.Bytes:
+		v = d.r.ReadBytes()
+	case avro.String:
+		return d.string()
+	default:
+		return nil, fmt.Errorf("unsupported schema type %s", t)
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// string reads an Avro string, which must be UTF-8 (the Python reader would fail on it too).
+func (d *avroDecoder) string() (string, error) {
+	s := d.r.ReadString()
+	if err := d.check(); err != nil {
+		return "", err
+	}
+	if !utf8.ValidString(s) {
+		return "", errors.New("string is not valid UTF-8")
+	}
+	return s, nil
+}
+
+// index reads a union branch or enum index and checks it against n choices.
+func (d *avroDecoder) index(n int, what string) (int, error) {
+	i := d.r.ReadLong()
+	if err := d.check(); err != nil {
+		return 0, err
+	}
+	if i < 0 || i >= int64(n) {
+		return 0, fmt.Errorf("%s %d out of range (%d choices)", what, i, n)
+	}
+	return int(i), nil
 }
 
 // blocks reads the blocks of an array or map: a count, then that many items, until a zero
-// count. A negative count is followed by the block's size in bytes.
-func (r *avroReader) blocks(item func() error) error {
+// count. A negative count is followed by the block's size in bytes, which only serves
+// skipping; the items are read all the same.
+func (d *avroDecoder) blocks(item func() error) error {
 	for {
-		n, err := r.long()
-		if err != nil {
+		n := d.r.ReadLong()
+		if err := d.check(); err != nil {
 			return err
 		}
 		if n == 0 {
@@ -214,81 +250,27 @@ func (r *avroReader) blocks(item func() error) error {
 		}
 		if n < 0 {
 			if n == math.MinInt64 {
-				return r.fail("block count out of range")
+				return errors.New("block count out of range")
 			}
 			n = -n
-			size, err := r.long()
-			if err != nil {
+			size := d.r.ReadLong()
+			if err := d.check(); err != nil {
 				return err
 			}
-			if size < 0 || size > int64(len(r.buf)-r.pos) {
-				return r.fail("block size %d out of range (%d bytes left)", size, len(r.buf)-r.pos)
+			if size < 0 {
+				return fmt.Errorf("block size %d out of range", size)
 			}
 		}
 		// Checked before looping: a zero-size item type (null) could otherwise spin on a huge
 		// count without consuming input.
-		if n > int64(maxAvroItems-r.items) {
-			return r.fail("more than %d array items or map entries", maxAvroItems)
+		if n > int64(maxAvroItems-d.items) {
+			return fmt.Errorf("more than %d array items or map entries", maxAvroItems)
 		}
-		r.items += int(n)
+		d.items += int(n)
 		for range n {
 			if err := item(); err != nil {
 				return err
 			}
 		}
 	}
-}
-
-// long reads a zig-zag varint of at most 10 bytes.
-func (r *avroReader) long() (int64, error) {
-	var u uint64
-	for i := 0; ; i++ {
-		if r.pos >= len(r.buf) {
-			return 0, r.fail("truncated number")
-		}
-		b := r.buf[r.pos]
-		r.pos++
-		if i == 9 && b > 1 {
-			return 0, r.fail("number overflows 64 bits")
-		}
-		u |= uint64(b&0x7f) << (7 * i)
-		if b < 0x80 {
-			break
-		}
-	}
-	return int64(u>>1) ^ -int64(u&1), nil
-}
-
-func (r *avroReader) fixed(n int) ([]byte, error) {
-	if n < 0 || n > len(r.buf)-r.pos {
-		return nil, r.fail("%d bytes needed, %d left", n, len(r.buf)-r.pos)
-	}
-	b := r.buf[r.pos : r.pos+n]
-	r.pos += n
-	return b, nil
-}
-
-func (r *avroReader) bytes() ([]byte, error) {
-	start := r.pos
-	n, err := r.long()
-	if err != nil {
-		return nil, err
-	}
-	if n < 0 || n > int64(len(r.buf)-r.pos) {
-		return nil, r.failAt(start, "length %d out of range (%d bytes left)", n, len(r.buf)-r.pos)
-	}
-	return r.fixed(int(n))
-}
-
-// string reads an Avro string, which must be UTF-8 (the Python reader would fail on it too).
-func (r *avroReader) string() (string, error) {
-	start := r.pos
-	b, err := r.bytes()
-	if err != nil {
-		return "", err
-	}
-	if !utf8.Valid(b) {
-		return "", r.failAt(start, "string is not valid UTF-8")
-	}
-	return string(b), nil
 }

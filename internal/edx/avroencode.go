@@ -1,13 +1,14 @@
 package edx
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/hamba/avro/v2"
 )
 
 // EncodeAvro writes what the Open edX producer puts in an event-bus entry's event_data: the
@@ -20,196 +21,202 @@ import (
 // double/float from floats, integers or json.Number; string from string; bytes and fixed from
 // []byte; records and maps from map[string]any; arrays from []any; enums from their symbol; a
 // union takes nil as its null branch, otherwise the first branch that accepts the value. A
-// record field missing from the map takes its schema default.
+// record field missing from the map takes its schema default. Map entries go out in Go's map
+// order (hamba/avro does not sort them), so only values without a map of several entries
+// encode to the same bytes every time; no embedded schema has a map.
 func EncodeAvro(eventType string, payload map[string]any) ([]byte, error) {
-	s, err := schemaFor(eventType)
+	c, err := loadAvroCodec()
 	if err != nil {
 		return nil, err
 	}
-	return encodeAvro(s, payload)
+	s, ok := c.schemas[eventType]
+	if !ok {
+		return nil, &UnsupportedTypeError{Type: eventType}
+	}
+	return encodeAvro(c.api, s, payload)
 }
 
-func encodeAvro(s *avroSchema, v any) ([]byte, error) {
-	w := avroWriter{}
-	if err := w.value(s, v, "", 0); err != nil {
+// encodeAvro writes v with hamba/avro once toAvro has put it in the shape the library expects.
+func encodeAvro(api avro.API, s avro.Schema, v any) ([]byte, error) {
+	native, err := toAvro(s, v, "", 0)
+	if err != nil {
 		return nil, fmt.Errorf("encode avro: %w", err)
 	}
-	return w.buf, nil
-}
-
-type avroWriter struct {
-	buf []byte
-}
-
-func joinPath(parent, name string) string {
-	if parent == "" {
-		return name
+	b, err := api.Marshal(s, native)
+	if err != nil {
+		return nil, fmt.Errorf("encode avro: %w", err)
 	}
-	return parent + "." + name
+	return b, nil
 }
 
-func (w *avroWriter) value(s *avroSchema, v any, path string, depth int) error {
+// toAvro converts the map shape DecodeAvro gives (and JSON gives) into the one hamba/avro
+// encodes: a union value becomes {"branch name": value}, numbers take the Go type of their Avro
+// type, and keys the schema does not define are dropped. It checks every value on the way, so
+// an error names the field.
+func toAvro(s avro.Schema, v any, path string, depth int) (any, error) {
 	if depth > maxAvroDepth {
-		return fmt.Errorf("%s: nested deeper than %d levels", path, maxAvroDepth)
+		return nil, fmt.Errorf("%s: nested deeper than %d levels", path, maxAvroDepth)
 	}
 	wrong := func(want string) error {
 		return fmt.Errorf("%s: want %s, got %T", path, want, v)
 	}
-	switch s.kind {
-	case avroNull:
+	switch s := s.(type) {
+	case *avro.NullSchema:
 		if v != nil {
-			return wrong("nil")
+			return nil, wrong("nil")
 		}
-		return nil
-	case avroBoolean:
-		b, ok := v.(bool)
-		if !ok {
-			return wrong("bool")
-		}
-		if b {
-			w.buf = append(w.buf, 1)
-		} else {
-			w.buf = append(w.buf, 0)
-		}
-		return nil
-	case avroInt, avroLong:
-		n, ok := asInt64(v)
-		if !ok {
-			return wrong("an integer")
-		}
-		if s.kind == avroInt && (n < math.MinInt32 || n > math.MaxInt32) {
-			return fmt.Errorf("%s: %d out of int range", path, n)
-		}
-		w.long(n)
-		return nil
-	case avroFloat, avroDouble:
-		f, ok := asFloat64(v)
-		if !ok {
-			return wrong("a number")
-		}
-		if s.kind == avroFloat {
-			w.buf = binary.LittleEndian.AppendUint32(w.buf, math.Float32bits(float32(f)))
-		} else {
-			w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(f))
-		}
-		return nil
-	case avroString:
-		str, ok := v.(string)
-		if !ok {
-			return wrong("string")
-		}
-		if !utf8.ValidString(str) {
-			return fmt.Errorf("%s: string is not valid UTF-8", path)
-		}
-		w.long(int64(len(str)))
-		w.buf = append(w.buf, str...)
-		return nil
-	case avroBytes:
-		b, ok := v.([]byte)
-		if !ok {
-			return wrong("[]byte")
-		}
-		w.long(int64(len(b)))
-		w.buf = append(w.buf, b...)
-		return nil
-	case avroFixed:
-		b, ok := v.([]byte)
-		if !ok || len(b) != s.size {
-			return wrong(fmt.Sprintf("[]byte of length %d", s.size))
-		}
-		w.buf = append(w.buf, b...)
-		return nil
-	case avroEnum:
-		str, ok := v.(string)
-		if !ok {
-			return wrong("an enum symbol")
-		}
-		for i, sym := range s.symbols {
-			if sym == str {
-				w.long(int64(i))
-				return nil
-			}
-		}
-		return fmt.Errorf("%s: %q is not a symbol of %s", path, str, s.name)
-	case avroUnion:
-		return w.union(s, v, path, depth)
-	case avroRecord:
+		return nil, nil
+	case *avro.RefSchema:
+		return toAvro(s.Schema(), v, path, depth)
+	case *avro.RecordSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return wrong("map[string]any")
+			return nil, wrong("map[string]any")
 		}
-		for _, f := range s.fields {
-			fv, present := m[f.name]
+		out := make(map[string]any, len(s.Fields()))
+		for _, f := range s.Fields() {
+			fv, present := m[f.Name()]
 			if !present {
-				if !f.hasDefault {
-					return fmt.Errorf("%s: missing", joinPath(path, f.name))
+				if !f.HasDefault() {
+					return nil, fmt.Errorf("%s: missing", joinPath(path, f.Name()))
 				}
-				fv = f.def
+				continue // the library writes the default
 			}
-			if err := w.value(f.typ, fv, joinPath(path, f.name), depth+1); err != nil {
-				return err
+			conv, err := toAvro(f.Type(), fv, joinPath(path, f.Name()), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[f.Name()] = conv
+		}
+		return out, nil
+	case *avro.UnionSchema:
+		for _, b := range s.Types() {
+			if (v == nil) != (b.Type() == avro.Null) {
+				continue
+			}
+			if v == nil {
+				return nil, nil
+			}
+			if conv, err := toAvro(b, v, path, depth+1); err == nil {
+				return map[string]any{unionBranchName(b): conv}, nil
 			}
 		}
-		return nil
-	case avroArray:
+		return nil, fmt.Errorf("%s: no branch of the union accepts %T", path, v)
+	case *avro.EnumSchema:
+		str, ok := v.(string)
+		if !ok {
+			return nil, wrong("an enum symbol")
+		}
+		if !slices.Contains(s.Symbols(), str) {
+			return nil, fmt.Errorf("%s: %q is not a symbol of %s", path, str, s.FullName())
+		}
+		return str, nil
+	case *avro.FixedSchema:
+		b, ok := v.([]byte)
+		if !ok || len(b) != s.Size() {
+			return nil, wrong(fmt.Sprintf("[]byte of length %d", s.Size()))
+		}
+		// The library writes fixed from a Go array of that length.
+		arr := reflect.New(reflect.ArrayOf(len(b), reflect.TypeFor[byte]())).Elem()
+		reflect.Copy(arr, reflect.ValueOf(b))
+		return arr.Interface(), nil
+	case *avro.ArraySchema:
 		items, ok := v.([]any)
 		if !ok {
-			return wrong("[]any")
+			return nil, wrong("[]any")
 		}
-		if len(items) > 0 {
-			w.long(int64(len(items)))
-			for i, item := range items {
-				if err := w.value(s.items, item, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
-					return err
-				}
+		out := make([]any, len(items))
+		for i, item := range items {
+			conv, err := toAvro(s.Items(), item, fmt.Sprintf("%s[%d]", path, i), depth+1)
+			if err != nil {
+				return nil, err
 			}
+			out[i] = conv
 		}
-		w.long(0)
-		return nil
-	case avroMap:
+		return out, nil
+	case *avro.MapSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return wrong("map[string]any")
+			return nil, wrong("map[string]any")
 		}
-		if len(m) > 0 {
-			w.long(int64(len(m)))
-			// Sorted, so that one value always encodes to the same bytes.
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				item := m[k]
-				w.long(int64(len(k)))
-				w.buf = append(w.buf, k...)
-				if err := w.value(s.values, item, joinPath(path, k), depth+1); err != nil {
-					return err
-				}
+		out := make(map[string]any, len(m))
+		for k, item := range m {
+			conv, err := toAvro(s.Values(), item, joinPath(path, k), depth+1)
+			if err != nil {
+				return nil, err
 			}
+			out[k] = conv
 		}
-		w.long(0)
-		return nil
+		return out, nil
+	case *avro.PrimitiveSchema:
+		return primitiveToAvro(s.Type(), v, path)
 	}
-	return fmt.Errorf("%s: unsupported schema kind %d", path, s.kind)
+	return nil, fmt.Errorf("%s: unsupported schema type %s", path, s.Type())
 }
 
-// union writes the index of the first branch that accepts v, then v. Each attempt writes to a
-// scratch writer so a failed branch leaves nothing behind.
-func (w *avroWriter) union(s *avroSchema, v any, path string, depth int) error {
-	for i, b := range s.branches {
-		if (v == nil) != (b.kind == avroNull) {
-			continue
-		}
-		scratch := avroWriter{}
-		scratch.long(int64(i))
-		if err := scratch.value(b, v, path, depth+1); err != nil {
-			continue
-		}
-		w.buf = append(w.buf, scratch.buf...)
-		return nil
+func primitiveToAvro(t avro.Type, v any, path string) (any, error) {
+	wrong := func(want string) error {
+		return fmt.Errorf("%s: want %s, got %T", path, want, v)
 	}
-	return fmt.Errorf("%s: no branch of the union accepts %T", path, v)
+	switch t {
+	case avro.Boolean:
+		if _, ok := v.(bool); !ok {
+			return nil, wrong("bool")
+		}
+		return v, nil
+	case avro.Int, avro.Long:
+		n, ok := asInt64(v)
+		if !ok {
+			return nil, wrong("an integer")
+		}
+		if t == avro.Long {
+			return n, nil
+		}
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return nil, fmt.Errorf("%s: %d out of int range", path, n)
+		}
+		return int32(n), nil
+	case avro.Float, avro.Double:
+		f, ok := asFloat64(v)
+		if !ok {
+			return nil, wrong("a number")
+		}
+		if t == avro.Float {
+			return float32(f), nil
+		}
+		return f, nil
+	case avro.String:
+		str, ok := v.(string)
+		if !ok {
+			return nil, wrong("string")
+		}
+		if !utf8.ValidString(str) {
+			return nil, fmt.Errorf("%s: string is not valid UTF-8", path)
+		}
+		return str, nil
+	case avro.Bytes:
+		if _, ok := v.([]byte); !ok {
+			return nil, wrong("[]byte")
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("%s: unsupported schema type %s", path, t)
 }
 
-// long writes a zig-zag varint.
-func (w *avroWriter) long(n int64) {
-	w.buf = binary.AppendUvarint(w.buf, uint64(n<<1)^uint64(n>>63))
+// unionBranchName is the key under which the library expects a union's value: the full name of
+// a named type, otherwise the type, with its logical type if it has one.
+func unionBranchName(s avro.Schema) string {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	if n, ok := s.(avro.NamedSchema); ok {
+		return n.FullName()
+	}
+	name := string(s.Type())
+	if l, ok := s.(avro.LogicalTypeSchema); ok && l.Logical() != nil {
+		name += "." + string(l.Logical().Type())
+	}
+	return name
 }
 
 func asInt64(v any) (int64, bool) {

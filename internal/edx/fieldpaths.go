@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/hamba/avro/v2"
 )
 
 // metadataFields are the EventsMetadata fields as EventsMetadata.to_json_data() names them.
@@ -27,21 +29,23 @@ func fieldPaths(eventType string) []string {
 
 // appendLeafPaths walks records (also inside unions such as ["null", "UserData"]) down to
 // their non-record fields. onStack stops a recursive schema.
-func appendLeafPaths(paths []string, s *avroSchema, prefix string, onStack []*avroSchema) []string {
-	switch s.kind {
-	case avroRecord:
+func appendLeafPaths(paths []string, s avro.Schema, prefix string, onStack []*avro.RecordSchema) []string {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return appendLeafPaths(paths, s.Schema(), prefix, onStack)
+	case *avro.RecordSchema:
 		if slices.Contains(onStack, s) {
 			return paths
 		}
 		onStack = append(onStack, s)
-		for _, f := range s.fields {
-			paths = appendLeafPaths(paths, f.typ, joinPath(prefix, f.name), onStack)
+		for _, f := range s.Fields() {
+			paths = appendLeafPaths(paths, f.Type(), joinPath(prefix, f.Name()), onStack)
 		}
 		return paths
-	case avroUnion:
+	case *avro.UnionSchema:
 		var leaf bool
-		for _, b := range s.branches {
-			if b.kind == avroRecord {
+		for _, b := range s.Types() {
+			if isRecord(b) {
 				paths = appendLeafPaths(paths, b, prefix, onStack)
 			} else {
 				leaf = true
@@ -53,6 +57,22 @@ func appendLeafPaths(paths []string, s *avroSchema, prefix string, onStack []*av
 		return paths
 	}
 	return append(paths, prefix)
+}
+
+// isRecord reports whether s is a record, directly or by reference.
+func isRecord(s avro.Schema) bool {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	return s.Type() == avro.Record
+}
+
+// joinPath appends a field name to a dotted path.
+func joinPath(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
 }
 
 // flatKey is how webhook plugins flatten a field path: the names joined with "_".

@@ -47,7 +47,7 @@ func (o *outage) failed(log *slog.Logger, err error, attrs ...any) {
 	}
 	o.since = time.Now()
 	log.Warn(o.what+" failing; retrying with backoff, unacknowledged entries stay pending",
-		append(attrs, "error", err.Error())...)
+		append(attrs, "err", err)...)
 }
 
 func (o *outage) recovered(log *slog.Logger) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // conflictHandler answers "conflict" for one event id, as intake does for an id already handled
@@ -16,9 +16,9 @@ type conflictHandler struct {
 	id string
 }
 
-func (h conflictHandler) Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error) {
+func (h conflictHandler) Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error) {
 	if ev.ID == h.id {
-		return queue.Result{Status: queue.StatusConflict, Message: "conflict: event reused"}, nil
+		return intake.Result{Status: intake.StatusConflict, Message: "conflict: event reused"}, nil
 	}
 	return h.fakeHandler.Handle(ctx, ev, via)
 }

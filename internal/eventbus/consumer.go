@@ -17,7 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // Via is what the consumer passes to Handler.Handle as the event's origin.
@@ -42,10 +42,10 @@ const (
 	DefaultDeadMaxLen = 1000
 )
 
-// Handler records one event; *queue.Intake implements it. An error means the event was not
+// Handler records one event; *intake.Intake implements it. An error means the event was not
 // recorded: the entry stays pending and is offered again.
 type Handler interface {
-	Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error)
+	Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error)
 }
 
 // Config says what to read and how.
@@ -161,9 +161,6 @@ func New(bus, own redis.UniversalClient, h Handler, cfg Config, log *slog.Logger
 		intakeDown: outage{what: "event intake"},
 	}
 }
-
-// Name is the consumer name this process reads with.
-func (c *Consumer) Name() string { return c.cfg.Consumer }
 
 // runState is what Run carries from one cycle to the next; only Run's goroutine touches it.
 type runState struct {

@@ -195,8 +195,8 @@ func TestConfigValidation(t *testing.T) {
 		c.cfg.ClaimIdle != DefaultClaimIdle || c.cfg.ClaimInterval != DefaultClaimInterval || c.cfg.DeadMaxLen != DefaultDeadMaxLen {
 		t.Errorf("defaults not applied: %+v", c.cfg)
 	}
-	if c.Name() == "" || c.Name() != New(nil, nil, nil, Config{}, nil, nil).Name() {
-		t.Errorf("default consumer name must be stable per host: %q", c.Name())
+	if c.cfg.Consumer == "" || c.cfg.Consumer != New(nil, nil, nil, Config{}, nil, nil).cfg.Consumer {
+		t.Errorf("default consumer name must be stable per host: %q", c.cfg.Consumer)
 	}
 	if c.cfg.GoneAfter != DefaultGoneAfter {
 		t.Errorf("GoneAfter = %v, want %v", c.cfg.GoneAfter, DefaultGoneAfter)

@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // ackTimeout bounds the acknowledgement of an entry the intake has recorded; it runs even
@@ -145,7 +145,7 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, pe.Error(), redelivered)
 	case err != nil:
 		return c.handleFailed(ctx, st, stream, m.ID, fields, ev, err)
-	case res.Status == queue.StatusConflict:
+	case res.Status == intake.StatusConflict:
 		// Another event under an id already handled: kept for the operator, like the 409 a
 		// webhook sender gets, rather than acted on or silently dropped.
 		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, res.Message, redelivered)
@@ -177,7 +177,7 @@ func (c *Consumer) handleFailed(ctx context.Context, st *runState, stream, id st
 	attrs := []any{"stream", stream, "entry_id", id, "event_id", ev.ID, "user_id", ev.UserID}
 	if c.queueDown(ctx, err) {
 		c.intakeDown.failed(c.log, err, attrs...)
-		c.log.Debug("event not recorded, the bridge's Redis is unavailable; entry stays pending", append(attrs, "error", err)...)
+		c.log.Debug("event not recorded, the bridge's Redis is unavailable; entry stays pending", append(attrs, "err", err)...)
 		return fmt.Errorf("%w: %w", errStopBatch, err)
 	}
 	n, cerr := c.countFailure(ctx, stream, id, err)
@@ -191,12 +191,12 @@ func (c *Consumer) handleFailed(ctx context.Context, st *runState, stream, id st
 	c.ownDown.recovered(c.log)
 	if n >= maxIntakeFailures {
 		c.log.Error("the intake failed on an event-bus entry repeatedly; moving it to the dead-letter stream",
-			append(attrs, "failures", n, "error", err)...)
+			append(attrs, "failures", n, "err", err)...)
 		return c.bury(ctx, st, stream, id, fields, ev.UserID,
 			fmt.Sprintf("intake failed %d times: %v", n, err), true)
 	}
 	c.intakeDown.failed(c.log, err, attrs...)
-	c.log.Debug("event not recorded; entry stays pending", append(attrs, "failures", n, "error", err)...)
+	c.log.Debug("event not recorded; entry stays pending", append(attrs, "failures", n, "err", err)...)
 	return fmt.Errorf("%w: %w", errStopBatch, err)
 }
 
@@ -241,10 +241,10 @@ func decodeEntry(fields map[string]string) (edx.Event, error) {
 }
 
 // handle calls the handler; a panic comes back as a *panicError.
-func (c *Consumer) handle(ctx context.Context, ev edx.Event) (res queue.Result, err error) {
+func (c *Consumer) handle(ctx context.Context, ev edx.Event) (res intake.Result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			res, err = queue.Result{}, recovered("handling", v)
+			res, err = intake.Result{}, recovered("handling", v)
 		}
 	}()
 	return c.handler.Handle(ctx, ev, Via)

@@ -72,7 +72,7 @@ func (c *Consumer) forgetFailures(ctx context.Context, stream, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
 	defer cancel()
 	if err := c.own.HDel(ctx, c.failuresKey(stream), id).Err(); err != nil {
-		c.log.Debug("could not drop the failure count of a finished entry; it expires", "stream", stream, "entry_id", id, "error", err)
+		c.log.Debug("could not drop the failure count of a finished entry; it expires", "stream", stream, "entry_id", id, "err", err)
 	}
 }
 

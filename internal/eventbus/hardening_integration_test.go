@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // slowWait covers tests that sit through several backoffs (up to ~6 s for five failures).
@@ -28,13 +28,13 @@ type hookHandler struct {
 	hook func(n int, ev edx.Event) error // n: calls for this event id so far, this one included
 }
 
-func (h *hookHandler) Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error) {
+func (h *hookHandler) Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error) {
 	h.fake.mu.Lock()
 	h.fake.calls[ev.ID]++
 	n := h.fake.calls[ev.ID]
 	h.fake.mu.Unlock()
 	if err := h.hook(n, ev); err != nil {
-		return queue.Result{}, err
+		return intake.Result{}, err
 	}
 	h.fake.mu.Lock()
 	h.fake.calls[ev.ID]-- // the fake counts the call again

@@ -21,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -56,7 +56,7 @@ func newFakeHandler() *fakeHandler {
 
 var errQueueDown = errors.New("queue redis: connection refused")
 
-func (h *fakeHandler) Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error) {
+func (h *fakeHandler) Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error) {
 	h.mu.Lock()
 	h.calls[ev.ID]++
 	h.vias[via] = true
@@ -74,10 +74,10 @@ func (h *fakeHandler) Handle(ctx context.Context, ev edx.Event, via string) (que
 	}
 	if block {
 		<-ctx.Done()
-		return queue.Result{}, ctx.Err()
+		return intake.Result{}, ctx.Err()
 	}
 	if failing {
-		return queue.Result{}, errQueueDown
+		return intake.Result{}, errQueueDown
 	}
 	if delay > 0 {
 		time.Sleep(delay)
@@ -85,11 +85,11 @@ func (h *fakeHandler) Handle(ctx context.Context, ev edx.Event, via string) (que
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, dup := h.events[ev.ID]; dup {
-		return queue.Result{Status: queue.StatusDuplicate}, nil
+		return intake.Result{Status: intake.StatusDuplicate}, nil
 	}
 	h.events[ev.ID] = ev
 	h.order = append(h.order, ev.ID)
-	return queue.Result{Status: queue.StatusAccepted}, nil
+	return intake.Result{Status: intake.StatusAccepted}, nil
 }
 
 func (h *fakeHandler) recorded() int {

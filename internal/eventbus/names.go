@@ -95,7 +95,7 @@ func (c *Consumer) pruneConsumers(ctx context.Context, st *runState, stream stri
 	case isServerError(err):
 		// E.g. an ACL that denies scripts on the bus Redis: the names stay, nothing else suffers.
 		st.noPrune[stream] = true
-		c.log.Warn("cannot remove gone consumers from the consumer group; their names stay listed", "stream", stream, "error", err)
+		c.log.Warn("cannot remove gone consumers from the consumer group; their names stay listed", "stream", stream, "err", err)
 		return nil
 	default:
 		return err

@@ -41,8 +41,8 @@ func TestDefaultConsumerNameIsStable(t *testing.T) {
 	t.Setenv("POD_NAME", "bridge-worker-5f7b9-qwert")
 	a := New(nil, nil, nil, Config{Streams: []string{"s"}, Group: "g"}, nil, nil)
 	b := New(nil, nil, nil, Config{Streams: []string{"s"}, Group: "g"}, nil, nil)
-	if a.Name() != "bridge-worker-5f7b9-qwert" || b.Name() != a.Name() {
-		t.Errorf("names %q and %q, want the pod name", a.Name(), b.Name())
+	if a.cfg.Consumer != "bridge-worker-5f7b9-qwert" || b.cfg.Consumer != a.cfg.Consumer {
+		t.Errorf("names %q and %q, want the pod name", a.cfg.Consumer, b.cfg.Consumer)
 	}
 }
 

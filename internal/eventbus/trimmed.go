@@ -49,7 +49,7 @@ func (c *Consumer) countTrimmed(ctx context.Context, st *runState, stream string
 		// E.g. XINFO denied by an ACL: counting is best effort, reading goes on.
 		if !st.uncountable[stream] {
 			st.uncountable[stream] = true
-			c.log.Warn("cannot inspect the stream; entries trimmed before the group read them are not counted", "stream", stream, "error", err)
+			c.log.Warn("cannot inspect the stream; entries trimmed before the group read them are not counted", "stream", stream, "err", err)
 		}
 		return nil
 	default:

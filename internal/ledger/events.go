@@ -52,9 +52,9 @@ func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error)
 // recordScript stores the record (kept if one exists) and indexes it under the learner, trimming
 // the index by age and to MaxEventsPerLearner entries (deleting the records it trims).
 // KEYS: the event record, then the learner's index (left out when the event names no learner).
-// ARGV: record JSON, retention ms, now ms, cap, event key prefix, event id.
+// ARGV: record JSON, retention µs, now µs, cap, event key prefix, event id.
 var recordScript = redis.NewScript(`
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', math.floor(tonumber(ARGV[2]) / 1000))
 if #KEYS < 2 then return 0 end
 local now, keep = tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZADD', KEYS[2], now, ARGV[6])
@@ -66,7 +66,7 @@ if over > 0 then
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) / 1000))
 return 1`)
 
 // RecordEvent stores the event record last, after its jobs are queued, so a failure before it
@@ -83,7 +83,7 @@ func (l *Ledger) RecordEvent(ctx context.Context, rec EventRecord) error {
 		keys = append(keys, l.userEventsKey(rec.UserID))
 	}
 	now := l.opts.Now()
-	err = recordScript.Run(ctx, l.rdb, keys, b, l.opts.EventRetention.Milliseconds(), ms(now),
+	err = recordScript.Run(ctx, l.rdb, keys, b, l.opts.EventRetention.Microseconds(), stamp(now),
 		MaxEventsPerLearner, l.eventKey(""), rec.ID).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("record event: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -203,7 +204,7 @@ func TestWriteKeepsFailedIndex(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	k := RowKey{"Class1", 9}
-	if _, err := l.Apply(ctx, intake(9, "nine@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(9, "nine@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	tok, ok, err := l.Lock(ctx, k, 10e9)
@@ -221,5 +222,21 @@ func TestWriteKeepsFailedIndex(t *testing.T) {
 	}
 	if n := l.rdb.ZCard(ctx, l.failedIndexKey()).Val(); n != 0 {
 		t.Fatalf("issued row still in the failed index")
+	}
+}
+
+// Rows written before times were stored in microseconds (milliseconds then) read the same.
+func TestRowTimesReadBothUnits(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	at := time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC)
+	k := RowKey{"Class1", 3}
+	l.rdb.HSet(ctx, l.rowKey(k), "state", StatePending, "attempt_at", at.UnixMilli(), "next_check", at.UnixMicro(), "updated_at", 0)
+	r, err := l.Read(ctx, k)
+	if err != nil || r == nil {
+		t.Fatal(r, err)
+	}
+	if !r.AttemptAt.Equal(at.Truncate(time.Millisecond)) || !r.NextCheck.Equal(at) || !r.UpdatedAt.IsZero() {
+		t.Fatalf("attempt %v, next %v, updated %v; want %v, %v and none", r.AttemptAt, r.NextCheck, r.UpdatedAt, at.Truncate(time.Millisecond), at)
 	}
 }

@@ -14,7 +14,7 @@ func TestJobSlotHoldsOneJob(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	k := RowKey{"Class1", 42}
-	if _, err := l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	claimed, cur, err := l.ClaimJob(ctx, k, "job-1")
@@ -55,13 +55,13 @@ func TestJobSlotNeverCreatesARow(t *testing.T) {
 	if _, _, err := l.ClaimJob(ctx, k, "job-1"); !errors.Is(err, ErrRowGone) {
 		t.Fatalf("claim on a missing row: %v, want ErrRowGone", err)
 	}
-	if n, _ := l.Redis().Exists(ctx, l.rowKey(k)).Result(); n != 0 {
+	if n, _ := l.rdb.Exists(ctx, l.rowKey(k)).Result(); n != 0 {
 		t.Fatal("claiming a missing row's slot created the row")
 	}
 	if ok, err := l.ReleaseJob(ctx, k, "job-1"); err != nil || ok {
 		t.Fatalf("release on a missing row: %v %v", ok, err)
 	}
-	if n, _ := l.Redis().Exists(ctx, l.rowKey(k)).Result(); n != 0 {
+	if n, _ := l.rdb.Exists(ctx, l.rowKey(k)).Result(); n != 0 {
 		t.Fatal("releasing a missing row's slot created the row")
 	}
 }
@@ -73,7 +73,7 @@ func TestStartJobEmptiesTheSlotWithTheLock(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	k := RowKey{"Class1", 42}
-	if _, err := l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := l.ClaimJob(ctx, k, "job-1"); err != nil || !ok {
@@ -118,7 +118,7 @@ func TestStartJobEmptiesTheSlotWithTheLock(t *testing.T) {
 	if err != nil || r == nil {
 		t.Fatalf("read: %v", err)
 	}
-	if _, err := l.Finish(ctx, k, token, r.Version, 0, Fields{"state": StateIssued}); err != nil {
+	if _, err := l.Finish(ctx, k, token, r.Version, time.Time{}, Fields{"state": StateIssued}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Unlock(ctx, k, token); err != nil {

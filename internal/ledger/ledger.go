@@ -81,9 +81,6 @@ func New(rdb redis.UniversalClient, o Options) *Ledger {
 	return &Ledger{rdb: rdb, opts: o}
 }
 
-// Redis gives the client the ledger writes to.
-func (l *Ledger) Redis() redis.UniversalClient { return l.rdb }
-
 func (l *Ledger) rowKey(k RowKey) string   { return l.opts.Prefix + "row:" + k.String() }
 func (l *Ledger) factsKey(k RowKey) string { return l.opts.Prefix + "facts:" + k.String() }
 func (l *Ledger) lockKey(k RowKey) string  { return l.opts.Prefix + "lock:" + k.String() }
@@ -118,4 +115,23 @@ func (l *Ledger) erasedKey(uid int64) string {
 	return l.opts.Prefix + "erased:" + strconv.FormatInt(uid, 10)
 }
 
-func ms(t time.Time) int64 { return t.UnixMilli() }
+// stamp is how the ledger stores a time: Unix microseconds (events are compared to the
+// microsecond), 0 for none.
+func stamp(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// readStamp reverses stamp. Versions before 0.3 stored row times in milliseconds: a value below
+// 10^14 (a millisecond count until the year 5138, a microsecond count before 1973) is one of those.
+func readStamp(v int64) time.Time {
+	switch {
+	case v == 0:
+		return time.Time{}
+	case v < 1e14:
+		return time.UnixMilli(v)
+	}
+	return time.UnixMicro(v)
+}

@@ -8,19 +8,30 @@ import (
 	"time"
 
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/rules"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 const course = "course-v1:OpenedX+DemoX+Demo_Course"
 
-func intake(uid int64, email string, sig edx.Signal, at int64, rules ...string) Intake {
-	in := Intake{Learner: Learner{UserID: uid, Email: email, EmailAt: at}, Course: course,
-		Kind: edx.KindCertificate, Signal: sig, At: at}
-	for i, r := range rules {
-		in.Updates = append(in.Updates, Update{BadgeClass: "Class1", Rule: r, Signal: sig, At: at,
+// event is one certificate event as the intake hands it to Apply.
+type event struct {
+	who Learner
+	c   rules.Change
+}
+
+func intake(uid int64, email string, sig edx.Signal, at int64, names ...string) event {
+	in := event{who: Learner{UserID: uid, Email: email, EmailAt: at},
+		c: rules.Change{Course: course, Kind: edx.KindCertificate, Signal: sig, At: at}}
+	for i, r := range names {
+		in.c.Updates = append(in.c.Updates, rules.Update{BadgeClass: "Class1", Rule: r, Signal: sig, At: at,
 			Event: edx.KindCertificate, Revoke: true, Order: i})
 	}
 	return in
+}
+
+func apply(ctx context.Context, l *Ledger, in event) ([]RowKey, error) {
+	return l.Apply(ctx, in.who, in.c)
 }
 
 func newLedger(t *testing.T) *Ledger {
@@ -33,21 +44,21 @@ func TestApplyTransitions(t *testing.T) {
 	l := newLedger(t)
 	k := RowKey{"Class1", 42}
 
-	rows, err := l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule"))
+	rows, err := apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule"))
 	if err != nil || len(rows) != 1 || rows[0] != k {
 		t.Fatalf("award: rows=%v err=%v", rows, err)
 	}
-	rows, _ = l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule"))
+	rows, _ = apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule"))
 	if len(rows) != 0 {
 		t.Fatalf("duplicate award changed rows %v", rows)
 	}
-	rows, _ = l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 50, "rule"))
+	rows, _ = apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 50, "rule"))
 	if len(rows) != 1 {
 		t.Fatalf("an older re-send moves the start of support back: rows %v", rows)
 	}
 	// An e-mail change alone changes no fact: nothing is written, so a sender cannot grow a
 	// learner's addresses with events that change nothing.
-	rows, _ = l.Apply(ctx, intake(42, "Alice.New@Example.com", edx.SignalSupports, 100, "rule"))
+	rows, _ = apply(ctx, l, intake(42, "Alice.New@Example.com", edx.SignalSupports, 100, "rule"))
 	if len(rows) != 0 {
 		t.Fatalf("an e-mail change alone must not reconcile again, rows %v", rows)
 	}
@@ -63,7 +74,7 @@ func TestApplyTransitions(t *testing.T) {
 	}
 	// Revocation at the same time as the award wins. It changes the row, so its address is
 	// recorded: new awards go to it, and the old one is still looked up.
-	rows, _ = l.Apply(ctx, intake(42, "Alice.New@Example.com", edx.SignalRevokes, 100, "rule"))
+	rows, _ = apply(ctx, l, intake(42, "Alice.New@Example.com", edx.SignalRevokes, 100, "rule"))
 	if len(rows) != 1 {
 		t.Fatalf("revoke at equal time: rows %v", rows)
 	}
@@ -71,11 +82,11 @@ func TestApplyTransitions(t *testing.T) {
 	if len(r.Emails) != 2 || r.Email != "Alice.New@Example.com" {
 		t.Fatalf("emails %v current %q", r.Emails, r.Email)
 	}
-	if held, _ := Desired(r.Facts, 200); held {
+	if held, _ := rules.Desired(r.Facts, 200); held {
 		t.Fatal("still held after revocation")
 	}
 	// An award as old as the revocation arriving after it stays blocked.
-	if rows, _ = l.Apply(ctx, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); len(rows) != 0 {
+	if rows, _ = apply(ctx, l, intake(42, "alice@example.com", edx.SignalSupports, 100, "rule")); len(rows) != 0 {
 		t.Fatalf("stale award after revoke changed rows %v", rows)
 	}
 	total, due, err := l.Owed(ctx, time.Now().Add(time.Minute))
@@ -87,16 +98,16 @@ func TestApplyTransitions(t *testing.T) {
 func TestRevocationReachesRemovedRule(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
-	if _, err := l.Apply(ctx, intake(7, "bob@example.com", edx.SignalSupports, 100, "old rule")); err != nil {
+	if _, err := apply(ctx, l, intake(7, "bob@example.com", edx.SignalSupports, 100, "old rule")); err != nil {
 		t.Fatal(err)
 	}
 	// The mapping no longer has "old rule": the revoke event matches no rule.
-	rows, err := l.Apply(ctx, intake(7, "bob@example.com", edx.SignalRevokes, 200))
+	rows, err := apply(ctx, l, intake(7, "bob@example.com", edx.SignalRevokes, 200))
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("revocation of a removed rule: rows=%v err=%v", rows, err)
 	}
 	r, _ := l.Read(ctx, RowKey{"Class1", 7})
-	if held, _ := Desired(r.Facts, 300); held {
+	if held, _ := rules.Desired(r.Facts, 300); held {
 		t.Fatal("removed rule's award still held after revocation")
 	}
 }
@@ -110,7 +121,7 @@ func TestConcurrentIntakeOneVersionPerChange(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rows, err := l.Apply(ctx, intake(9, "c@example.com", edx.SignalSupports, 100, "rule"))
+			rows, err := apply(ctx, l, intake(9, "c@example.com", edx.SignalSupports, 100, "rule"))
 			if err != nil {
 				t.Error(err)
 			}
@@ -132,7 +143,7 @@ func TestLockFencing(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	k := RowKey{"Class1", 1}
-	if _, err := l.Apply(ctx, intake(1, "d@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(1, "d@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	tok, ok, err := l.Lock(ctx, k, 100*time.Millisecond)
@@ -155,10 +166,10 @@ func TestLockFencing(t *testing.T) {
 	}
 	r, _ := l.Read(ctx, k)
 	// A newer intake while the job works: Finish reports the move and keeps the row owed now.
-	if _, err := l.Apply(ctx, intake(1, "d@example.com", edx.SignalRevokes, 200, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(1, "d@example.com", edx.SignalRevokes, 200, "rule")); err != nil {
 		t.Fatal(err)
 	}
-	moved, err := l.Finish(ctx, k, tok2, r.Version, 0, Fields{"state": StateIssued})
+	moved, err := l.Finish(ctx, k, tok2, r.Version, time.Time{}, Fields{"state": StateIssued})
 	if err != nil || !moved {
 		t.Fatalf("finish after a newer intake: moved=%v err=%v", moved, err)
 	}
@@ -166,7 +177,7 @@ func TestLockFencing(t *testing.T) {
 		t.Fatalf("row not owed now after the version moved (due=%d)", due)
 	}
 	r2, _ := l.Read(ctx, k)
-	moved, err = l.Finish(ctx, k, tok2, r2.Version, 0, nil)
+	moved, err = l.Finish(ctx, k, tok2, r2.Version, time.Time{}, nil)
 	if err != nil || moved {
 		t.Fatalf("finish at the latest version: moved=%v err=%v", moved, err)
 	}
@@ -179,7 +190,7 @@ func TestClaimDueOncePerPeriod(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	for uid := int64(1); uid <= 3; uid++ {
-		if _, err := l.Apply(ctx, intake(uid, "e@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+		if _, err := apply(ctx, l, intake(uid, "e@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -199,7 +210,7 @@ func TestClaimDueOncePerPeriod(t *testing.T) {
 func TestErase(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
-	if _, err := l.Apply(ctx, intake(5, "gone@example.com", edx.SignalSupports, 100, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(5, "gone@example.com", edx.SignalSupports, 100, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.RecordEvent(ctx, EventRecord{ID: "e5", UserID: 5, Status: "accepted"}); err != nil {
@@ -235,13 +246,13 @@ func TestEraseTombstoneRefusesReplays(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	before := time.Now().Add(-time.Minute).UnixMicro()
-	if _, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, before, "rule")); err != nil {
+	if _, err := apply(ctx, l, intake(6, "six@example.com", edx.SignalSupports, before, "rule")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Erase(ctx, 6); err != nil {
 		t.Fatal(err)
 	}
-	_, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, before, "rule"))
+	_, err := apply(ctx, l, intake(6, "six@example.com", edx.SignalSupports, before, "rule"))
 	var refused *ErasedError
 	if !errors.As(err, &refused) || refused.UserID != 6 {
 		t.Fatalf("replayed event after erase: want *ErasedError, got %v", err)
@@ -249,7 +260,7 @@ func TestEraseTombstoneRefusesReplays(t *testing.T) {
 	if n, _ := l.rdb.Keys(ctx, "bb:*6*").Result(); len(n) != 1 {
 		t.Fatalf("the refused replay wrote keys: %v", n)
 	}
-	rows, err := l.Apply(ctx, intake(6, "six@example.com", edx.SignalSupports, time.Now().Add(time.Second).UnixMicro(), "rule"))
+	rows, err := apply(ctx, l, intake(6, "six@example.com", edx.SignalSupports, time.Now().Add(time.Second).UnixMicro(), "rule"))
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("an event newer than the erasure: rows %v, err %v", rows, err)
 	}

@@ -18,7 +18,7 @@ return due`)
 // now+requeue, so one sweeper (of many replicas) queues each due row once per period. The mark
 // stays until a job that saw the latest version clears it: a lost job is re-queued next period.
 func (l *Ledger) ClaimDue(ctx context.Context, now time.Time, limit int, requeue time.Duration) ([]RowKey, error) {
-	res, err := claimScript.Run(ctx, l.rdb, []string{l.owedKey()}, ms(now), limit, ms(now.Add(requeue))).StringSlice()
+	res, err := claimScript.Run(ctx, l.rdb, []string{l.owedKey()}, stamp(now), limit, stamp(now.Add(requeue))).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("claim due rows: %w", err)
 	}
@@ -39,7 +39,7 @@ func (l *Ledger) Owed(ctx context.Context, now time.Time) (total, due int64, err
 	if err != nil {
 		return 0, 0, fmt.Errorf("count owed rows: %w", err)
 	}
-	due, err = l.rdb.ZCount(ctx, l.owedKey(), "-inf", strconv.FormatInt(ms(now), 10)).Result()
+	due, err = l.rdb.ZCount(ctx, l.owedKey(), "-inf", strconv.FormatInt(stamp(now), 10)).Result()
 	if err != nil {
 		return 0, 0, fmt.Errorf("count owed rows: %w", err)
 	}

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -10,6 +9,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/redislock"
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // Row is one (badge class, learner) as stored.
@@ -24,13 +26,13 @@ type Row struct {
 	OpenBadgeID   string
 	Reason        string
 	Retries       int
-	AttemptAt     int64    // ms; an award POST whose outcome is not known yet (0 = none)
-	NextCheck     int64    // ms; when the row must be looked at again by itself (0 = never)
-	CreatedAt     int64    // ms
-	UpdatedAt     int64    // ms
+	AttemptAt     time.Time // an award POST whose outcome is not known yet (zero: none)
+	NextCheck     time.Time // when the row must be looked at again by itself (zero: never)
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 	Email         string   // the address new awards go to (lowercased)
 	Emails        []string // every address the bridge ever used or looked up for the learner
-	Facts         []Fact
+	Facts         []rules.Fact
 }
 
 // Read loads a row with its facts and the learner's addresses; nil when the row does not exist.
@@ -85,17 +87,17 @@ func parseRow(k RowKey, m, facts map[string]string, emails []string, email strin
 	r.SyncedVersion = atoi(m["synced_version"])
 	r.Generation = atoi(m["gen"])
 	r.Retries = int(atoi(m["retries"]))
-	r.AttemptAt = atoi(m["attempt_at"])
-	r.NextCheck = atoi(m["next_check"])
-	r.CreatedAt = atoi(m["created_at"])
-	r.UpdatedAt = atoi(m["updated_at"])
+	r.AttemptAt = readStamp(atoi(m["attempt_at"]))
+	r.NextCheck = readStamp(atoi(m["next_check"]))
+	r.CreatedAt = readStamp(atoi(m["created_at"]))
+	r.UpdatedAt = readStamp(atoi(m["updated_at"]))
 	r.Emails = emails
 	sort.Strings(r.Emails)
-	for field, raw := range facts {
-		var f Fact
-		if err := json.Unmarshal([]byte(raw), &f); err != nil {
-			return nil, fmt.Errorf("read row %s: fact %s: %w", k, field, err)
-		}
+	decoded, err := decodeFacts(k, facts)
+	if err != nil {
+		return nil, fmt.Errorf("read row %s: %w", k, err)
+	}
+	for _, f := range decoded {
 		r.Facts = append(r.Facts, f)
 	}
 	sort.Slice(r.Facts, func(i, j int) bool {
@@ -147,13 +149,9 @@ func (l *Ledger) Renew(ctx context.Context, k RowKey, token string, lease time.D
 	return nil
 }
 
-var unlockScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
 // Unlock releases the lock if the token still holds it.
 func (l *Ledger) Unlock(ctx context.Context, k RowKey, token string) error {
-	if err := unlockScript.Run(ctx, l.rdb, []string{l.lockKey(k)}, token).Err(); err != nil {
+	if _, err := redislock.Release(ctx, l.rdb, l.lockKey(k), token); err != nil {
 		return fmt.Errorf("unlock row %s: %w", k, err)
 	}
 	return nil
@@ -189,7 +187,8 @@ else
 end
 return 1`)
 
-// Fields is a set of row fields to write.
+// Fields is a set of row fields to write; a time.Time value is stored as the ledger stores
+// times (the zero time as 0, "none").
 type Fields map[string]any
 
 func (f Fields) args() []any {
@@ -200,31 +199,35 @@ func (f Fields) args() []any {
 	sort.Strings(keys)
 	out := make([]any, 0, 2*len(keys))
 	for _, k := range keys {
-		out = append(out, k, f[k])
+		v := f[k]
+		if t, ok := v.(time.Time); ok {
+			v = stamp(t)
+		}
+		out = append(out, k, v)
 	}
 	return out
 }
 
 // Step writes fields during a job, fenced by token.
 func (l *Ledger) Step(ctx context.Context, k RowKey, token string, f Fields) error {
-	_, err := l.write(ctx, k, token, "step", 0, 0, f)
+	_, err := l.write(ctx, k, token, "step", 0, time.Time{}, f)
 	return err
 }
 
-// Finish writes the job's outcome, fenced by token, and settles the owed mark: next (ms) is
-// when the row must be looked at again (0 = never). moved is true when the row changed since
+// Finish writes the job's outcome, fenced by token, and settles the owed mark: next is when
+// the row must be looked at again (zero: never). moved is true when the row changed since
 // the job read version seen; the row is then owed now and the caller must queue a fresh job.
-func (l *Ledger) Finish(ctx context.Context, k RowKey, token string, seen, next int64, f Fields) (moved bool, err error) {
+func (l *Ledger) Finish(ctx context.Context, k RowKey, token string, seen int64, next time.Time, f Fields) (moved bool, err error) {
 	n, err := l.write(ctx, k, token, "final", seen, next, f)
 	return n == 2, err
 }
 
-func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen, next int64, f Fields) (int, error) {
+func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen int64, next time.Time, f Fields) (int, error) {
 	if f == nil {
 		f = Fields{}
 	}
-	f["updated_at"] = ms(l.opts.Now())
-	args := append([]any{token, k.String(), mode, seen, next, ms(l.opts.Now())}, f.args()...)
+	f["updated_at"] = l.opts.Now()
+	args := append([]any{token, k.String(), mode, seen, stamp(next), stamp(l.opts.Now())}, f.args()...)
 	n, err := writeScript.Run(ctx, l.rdb, []string{l.lockKey(k), l.rowKey(k), l.owedKey(), l.failedIndexKey()}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("write row %s: %w", k, err)

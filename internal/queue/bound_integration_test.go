@@ -12,28 +12,34 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/badgebridge/bridge/internal/badgr"
+	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/reconcile"
+	"github.com/badgebridge/bridge/internal/rules"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 // heldHost already holds every badge asked about: a reconcile looks it up and records it.
 type heldHost struct{ lists, awards atomic.Int64 }
 
-func (h *heldHost) List(_ context.Context, class string, emails []string) ([]badgr.Assertion, error) {
+func (h *heldHost) Lookup(_ context.Context, class string, emails []string) ([]badgehost.Assertion, error) {
 	h.lists.Add(1)
-	return []badgr.Assertion{{EntityID: "A-" + emails[0], BadgeClass: class, Recipient: emails[0],
+	return []badgehost.Assertion{{EntityID: "A-" + emails[0], BadgeClass: class, Recipient: emails[0],
 		CreatedAt: time.Unix(1700000000, 0)}}, nil
 }
 
-func (h *heldHost) Award(context.Context, string, badgr.AwardRequest) (badgr.Assertion, error) {
+func (h *heldHost) Award(context.Context, string, badgehost.AwardRequest) (badgehost.Assertion, error) {
 	h.awards.Add(1)
-	return badgr.Assertion{}, errors.New("heldHost: no award expected")
+	return badgehost.Assertion{}, errors.New("heldHost: no award expected")
 }
 
 func (h *heldHost) Revoke(context.Context, string, string) error { return nil }
+
+func (h *heldHost) BadgeClass(_ context.Context, id string) (badgehost.BadgeClass, error) {
+	return badgehost.BadgeClass{EntityID: id}, nil
+}
 
 // queued counts the reconcile tasks asynq holds that will still run.
 func queued(t *testing.T, insp *asynq.Inspector) int {
@@ -57,7 +63,7 @@ func TestOneJobPerOwedRow(t *testing.T) {
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	m, err := mapping.Parse([]byte(testMapping))
+	m, err := rules.Parse([]byte(testutil.TestMapping))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,17 +71,17 @@ func TestOneJobPerOwedRow(t *testing.T) {
 	l := ledger.New(rdb, ledger.Options{IntakeGrace: 200 * time.Millisecond})
 	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, 20*time.Second)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	in := &Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
+	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
 	keys := make([]ledger.RowKey, n)
 	for i := range keys {
-		keys[i] = ledger.RowKey{BadgeClass: classCert, UserID: int64(100000 + i)}
+		keys[i] = ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: int64(100000 + i)}
 	}
 	at := time.Now().Add(-time.Hour)
 	parallel(t, keys, func(k ledger.RowKey) error {
 		// No event id: intake then writes no event record, which this test does not need.
-		ev := certEvent("", k.UserID, fmt.Sprintf("l%d@example.org", k.UserID), edx.TypeCertificateCreated, "downloadable", at)
+		ev := testutil.CertEvent("", k.UserID, fmt.Sprintf("l%d@example.org", k.UserID), edx.TypeCertificateCreated, "downloadable", at)
 		res, err := in.Handle(ctx, ev, "test")
-		if err == nil && res.Status != StatusAccepted {
+		if err == nil && res.Status != intake.StatusAccepted {
 			err = fmt.Errorf("intake of %s: %s", k, res.Message)
 		}
 		return err
@@ -173,7 +179,7 @@ func TestOneJobPerOwedRow(t *testing.T) {
 	// waiting job per owed row plus the jobs in flight.
 	const concurrency = 16
 	host := &heldHost{}
-	rec := &Reconciler{Ledger: l, Host: host, Enqueuer: enq, Log: log, Settle: time.Second, Lease: 5 * time.Second, MaxRetry: 3}
+	rec := &reconcile.Reconciler{Ledger: l, Host: host, Scheduler: enq, Log: log, Settle: time.Second, Lease: 5 * time.Second, MaxRetry: 3}
 	wsw := &Sweeper{Ledger: l, Enqueuer: enq, Log: log, Interval: 50 * time.Millisecond, Requeue: 300 * time.Millisecond}
 	w := NewWorker(rdb, WorkerConfig{Concurrency: concurrency, ShutdownGrace: 2 * time.Second}, rec, wsw, log)
 	if err := w.Start(ctx); err != nil {

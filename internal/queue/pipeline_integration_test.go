@@ -16,35 +16,19 @@ import (
 
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/mapping"
+	"github.com/badgebridge/bridge/internal/reconcile"
+	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
-const (
-	classCert  = "ClassCert-000000000001"
-	testCourse = "course-v1:Org+Course+Run"
-)
-
-const testMapping = `
-badges:
-  - name: cert
-    badge_class: ClassCert-000000000001
-    when:
-      courses: ["course-v1:Org+Course+*"]
-    narrative: "Completed {{.CourseKey}}"
-  - name: cert verified
-    badge_class: ClassCert-000000000001
-    when:
-      courses: ["course-v1:Org+Course+Run"]
-      modes: [verified]
-`
-
 type pipeline struct {
 	rdb     *redis.Client
-	sandbox *badgr.Sandbox
+	sandbox *sandbox.Host
 	ledger  *ledger.Ledger
-	intake  *Intake
+	intake  *intake.Intake
 	worker  *Worker
 	settle  time.Duration
 }
@@ -54,20 +38,20 @@ func newPipeline(t *testing.T) *pipeline {
 	srv := testutil.StartRedis(t)
 	rdb := srv.Client(t)
 	log := slog.New(slog.DiscardHandler)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{classCert}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{testutil.ClassCert}})
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
 	sb.SetBaseURL(hs.URL)
 	host := badgr.New(badgr.Config{BaseURL: hs.URL, Username: "svc", Password: "pw-0123456789", Timeout: 400 * time.Millisecond}, rdb, log)
-	m, err := mapping.Parse([]byte(testMapping))
+	m, err := rules.Parse([]byte(testutil.TestMapping))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := ledger.New(rdb, ledger.Options{IntakeGrace: 3 * time.Second})
 	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, 20*time.Second)
 	p := &pipeline{rdb: rdb, sandbox: sb, ledger: l, settle: time.Second}
-	p.intake = &Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
-	rec := &Reconciler{Ledger: l, Host: host, Enqueuer: enq, Log: log, Settle: p.settle, Lease: 5 * time.Second, MaxRetry: 12}
+	p.intake = &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
+	rec := &reconcile.Reconciler{Ledger: l, Host: host, Scheduler: enq, Log: log, Settle: p.settle, Lease: 5 * time.Second, MaxRetry: 12}
 	sw := &Sweeper{Ledger: l, Enqueuer: enq, Log: log, Interval: 100 * time.Millisecond, Requeue: 6 * time.Second}
 	p.worker = NewWorker(rdb, WorkerConfig{Concurrency: 8, ShutdownGrace: 2 * time.Second}, rec, sw, log)
 	if err := p.worker.Start(context.Background()); err != nil {
@@ -77,16 +61,10 @@ func newPipeline(t *testing.T) *pipeline {
 	return p
 }
 
-func certEvent(id string, uid int64, email, eventType, status string, at time.Time) edx.Event {
-	key, _ := edx.ParseCourseKey(testCourse)
-	return edx.Event{ID: id, Type: eventType, Kind: edx.KindCertificate, Time: at, UserID: uid,
-		Email: email, Course: key, Mode: "honor", Status: status}
-}
-
 // unrevoked counts the host's unrevoked assertions per recipient.
 func (p *pipeline) unrevoked() map[string]int {
 	out := map[string]int{}
-	for _, a := range p.sandbox.Assertions(classCert) {
+	for _, a := range p.sandbox.Assertions(testutil.ClassCert) {
 		if !a.Revoked {
 			out[a.Recipient]++
 		}
@@ -105,21 +83,21 @@ func TestPipelineConvergesUnderDuplicatesReorderingAndFaults(t *testing.T) {
 	var events []edx.Event
 	for i := 1; i <= n; i++ {
 		uid := int64(1000 + i)
-		created := certEvent(fmt.Sprintf("c-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t0)
+		created := testutil.CertEvent(fmt.Sprintf("c-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t0)
 		events = append(events, created, created, created)
 		// The same save sends changed too, under its own id.
-		events = append(events, certEvent(fmt.Sprintf("ch-%d", i), uid, email(i), edx.TypeCertificateChanged, "downloadable", t0))
+		events = append(events, testutil.CertEvent(fmt.Sprintf("ch-%d", i), uid, email(i), edx.TypeCertificateChanged, "downloadable", t0))
 		held := true
 		switch i % 3 {
 		case 0: // revoked later, and for some re-awarded later still
-			events = append(events, certEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "unavailable", t1))
+			events = append(events, testutil.CertEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "unavailable", t1))
 			held = false
 			if i%5 == 0 {
-				events = append(events, certEvent(fmt.Sprintf("re-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t2))
+				events = append(events, testutil.CertEvent(fmt.Sprintf("re-%d", i), uid, email(i), edx.TypeCertificateCreated, "downloadable", t2))
 				held = true
 			}
 		case 1: // revoked with the award's own timestamp: the revocation wins
-			rv := certEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "notpassing", t0)
+			rv := testutil.CertEvent(fmt.Sprintf("r-%d", i), uid, email(i), edx.TypeCertificateRevoked, "notpassing", t0)
 			events = append(events, rv, rv)
 			held = false
 		}
@@ -174,7 +152,7 @@ func TestPipelineConvergesUnderDuplicatesReorderingAndFaults(t *testing.T) {
 		t.Fatalf("drifted after convergence: host %v, want %v", got, want)
 	}
 	for i := 1; i <= n; i++ {
-		r, err := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: int64(1000 + i)})
+		r, err := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: int64(1000 + i)})
 		if err != nil || r == nil {
 			t.Fatalf("row of learner %d: %v", i, err)
 		}
@@ -210,13 +188,13 @@ func TestAwardTimeoutAfterHostCreatedIsNotRepeated(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
 	p.sandbox.SetAwardDelay(time.Second) // past the client's 400 ms timeout; the assertion exists
-	ev := certEvent("once", 7, "seven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
-	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != StatusAccepted {
+	ev := testutil.CertEvent("once", 7, "seven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != intake.StatusAccepted {
 		t.Fatalf("intake: %+v %v", res, err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: 7})
+		r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 7})
 		if r != nil && r.State == ledger.StateIssued {
 			break
 		}
@@ -239,7 +217,7 @@ func TestDuplicatesOnHostAreRevokedKeepingTheOldest(t *testing.T) {
 	// Two assertions already exist (a legacy integration, or a race): the oldest is kept.
 	first := plant(t, p, "dup@example.org")
 	plant(t, p, "dup@example.org")
-	ev := certEvent("dup", 8, "dup@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	ev := testutil.CertEvent("dup", 8, "dup@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
 	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +229,7 @@ func TestDuplicatesOnHostAreRevokedKeepingTheOldest(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: classCert, UserID: 8})
+	r, _ := p.ledger.Read(ctx, ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 8})
 	if r.EntityID != first {
 		t.Fatalf("kept %s, want the oldest %s", r.EntityID, first)
 	}
@@ -260,8 +238,8 @@ func TestDuplicatesOnHostAreRevokedKeepingTheOldest(t *testing.T) {
 func TestUnknownBadgeClassIsParkedWithTheHostsReason(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
-	p.intake.Mapping, _ = mapping.Parse([]byte(strings.ReplaceAll(testMapping, classCert, "NoSuchClass")))
-	ev := certEvent("gone", 9, "nine@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
+	p.intake.Mapping, _ = rules.Parse([]byte(strings.ReplaceAll(testutil.TestMapping, testutil.ClassCert, "NoSuchClass")))
+	ev := testutil.CertEvent("gone", 9, "nine@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Minute))
 	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +264,7 @@ func (p *pipeline) waitIssued(t *testing.T, uid int64) *ledger.Row {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r, _ := p.ledger.Read(context.Background(), ledger.RowKey{BadgeClass: classCert, UserID: uid})
+		r, _ := p.ledger.Read(context.Background(), ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: uid})
 		if r != nil && r.State == ledger.StateIssued {
 			return r
 		}
@@ -302,7 +280,7 @@ func (p *pipeline) waitIssued(t *testing.T, uid int64) *ledger.Row {
 func TestRedisDataLossDoesNotDuplicate(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
-	ev := certEvent("loss-1", 11, "eleven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
+	ev := testutil.CertEvent("loss-1", 11, "eleven@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
 	if _, err := p.intake.Handle(ctx, ev, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +289,7 @@ func TestRedisDataLossDoesNotDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The sender resends (or the bus replays) the same certificate: the ledger is empty now.
-	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != StatusAccepted {
+	if res, err := p.intake.Handle(ctx, ev, "test"); err != nil || res.Status != intake.StatusAccepted {
 		t.Fatalf("resend after data loss: %+v %v", res, err)
 	}
 	again := p.waitIssued(t, 11)
@@ -331,19 +309,19 @@ func TestEmailChangeNeitherReawardsNorBlocksRevocation(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
 	t0 := time.Now().Add(-time.Hour)
-	if _, err := p.intake.Handle(ctx, certEvent("m-1", 12, "old@example.org", edx.TypeCertificateCreated, "downloadable", t0), "test"); err != nil {
+	if _, err := p.intake.Handle(ctx, testutil.CertEvent("m-1", 12, "old@example.org", edx.TypeCertificateCreated, "downloadable", t0), "test"); err != nil {
 		t.Fatal(err)
 	}
 	p.waitIssued(t, 12)
 	// A later save of the certificate carries the new address.
-	if _, err := p.intake.Handle(ctx, certEvent("m-2", 12, "New@Example.org", edx.TypeCertificateChanged, "downloadable", t0.Add(time.Minute)), "test"); err != nil {
+	if _, err := p.intake.Handle(ctx, testutil.CertEvent("m-2", 12, "New@Example.org", edx.TypeCertificateChanged, "downloadable", t0.Add(time.Minute)), "test"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(p.settle + 500*time.Millisecond)
 	if got := p.unrevoked(); len(got) != 1 || got["old@example.org"] != 1 {
 		t.Fatalf("after the e-mail change the host holds %v, want only the original award", got)
 	}
-	if _, err := p.intake.Handle(ctx, certEvent("m-3", 12, "new@example.org", edx.TypeCertificateRevoked, "unavailable", t0.Add(2*time.Minute)), "test"); err != nil {
+	if _, err := p.intake.Handle(ctx, testutil.CertEvent("m-3", 12, "new@example.org", edx.TypeCertificateRevoked, "unavailable", t0.Add(2*time.Minute)), "test"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)

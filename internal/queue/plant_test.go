@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 // plant creates an assertion on the sandbox directly, as another integration (or Badgr's
@@ -25,7 +27,7 @@ func plant(t *testing.T, p *pipeline, email string) string {
 		t.Fatalf("token: %s", rec.Body.String())
 	}
 	body := `{"recipient": {"identity": "` + email + `", "type": "email"}}`
-	req = httptest.NewRequest(http.MethodPost, "/v2/badgeclasses/"+classCert+"/assertions", strings.NewReader(body))
+	req = httptest.NewRequest(http.MethodPost, "/v2/badgeclasses/"+testutil.ClassCert+"/assertions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)

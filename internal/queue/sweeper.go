@@ -22,7 +22,7 @@ const sweepBatch = 500
 type Sweeper struct {
 	Ledger   *ledger.Ledger
 	Enqueuer *Enqueuer
-	// Inspector answers whether a row's queued job still exists; nil: one on Ledger.Redis().
+	// Inspector answers whether a row's queued job still exists (NewWorker sets one).
 	Inspector *asynq.Inspector
 	Log       *slog.Logger
 	Interval  time.Duration // how often to look, default 2s
@@ -62,9 +62,6 @@ func (s *Sweeper) Run(ctx context.Context) {
 // Sweep queues jobs for the rows due now whose job is gone, and reports how many it queued.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	insp := s.Inspector
-	if insp == nil {
-		insp = asynq.NewInspectorFromRedisClient(s.Ledger.Redis())
-	}
 	total := 0
 	for {
 		keys, err := s.Ledger.ClaimDue(ctx, time.Now(), sweepBatch, s.Requeue)

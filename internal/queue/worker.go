@@ -28,7 +28,7 @@ type Worker struct {
 }
 
 // NewWorker builds a worker on the shared Redis client.
-func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, rec *Reconciler, sw *Sweeper, log *slog.Logger) *Worker {
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, rec Reconciler, sw *Sweeper, log *slog.Logger) *Worker {
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{Queue: 1},
@@ -43,7 +43,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, rec *Reconciler, sw 
 		IsFailure: func(error) bool { return false },
 	})
 	mux := asynq.NewServeMux()
-	mux.Handle(TypeReconcile, rec)
+	mux.Handle(TypeReconcile, handler{rec: rec, log: log})
 	if sw.Inspector == nil {
 		sw.Inspector = asynq.NewInspectorFromRedisClient(rdb)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // MaxBody is the largest body accepted (contract 4.1: 413 above it).
@@ -41,9 +41,9 @@ const signedReadWait = 5 * time.Second
 // body has none.
 const maxWebhookIDLen = 200
 
-// Intake is what the handler hands events to (queue.Intake).
+// Intake is what the handler hands events to (intake.Intake).
 type Intake interface {
-	Handle(ctx context.Context, ev edx.Event, via string) (queue.Result, error)
+	Handle(ctx context.Context, ev edx.Event, via string) (intake.Result, error)
 }
 
 // Handler serves POST /v1/webhooks/openedx.
@@ -136,7 +136,7 @@ func (h *Handler) process(req *http.Request, body []byte) (int, Answer) {
 	case errors.Is(err, edx.ErrUnsupportedMediaType):
 		return http.StatusUnsupportedMediaType, Answer{Message: err.Error()}
 	case errors.As(err, &unsupported):
-		return http.StatusOK, Answer{Status: queue.StatusIgnored, Reason: err.Error(), Message: "ignored: " + err.Error()}
+		return http.StatusOK, Answer{Status: intake.StatusIgnored, Reason: err.Error(), Message: "ignored: " + err.Error()}
 	case errors.As(err, &field):
 		return http.StatusBadRequest, Answer{Message: "malformed event: " + err.Error()}
 	case err != nil:
@@ -155,7 +155,7 @@ func (h *Handler) process(req *http.Request, body []byte) (int, Answer) {
 		return http.StatusServiceUnavailable, Answer{Message: "the queue is unavailable; retry later (resending is safe)", EventID: ev.ID}
 	}
 	code := http.StatusOK
-	if res.Status == queue.StatusConflict {
+	if res.Status == intake.StatusConflict {
 		code = http.StatusConflict // contract 4.1: this id was already handled with another body
 	}
 	return code, Answer{Status: res.Status, Message: res.Message, Reason: res.Reason, EventID: ev.ID, Jobs: res.Jobs}

@@ -14,24 +14,24 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 type fakeIntake struct {
 	got []edx.Event
 	err error
-	res *queue.Result // the answer, when not the default "accepted"
+	res *intake.Result // the answer, when not the default "accepted"
 }
 
-func (f *fakeIntake) Handle(_ context.Context, ev edx.Event, _ string) (queue.Result, error) {
+func (f *fakeIntake) Handle(_ context.Context, ev edx.Event, _ string) (intake.Result, error) {
 	if f.err != nil {
-		return queue.Result{}, f.err
+		return intake.Result{}, f.err
 	}
 	if f.res != nil {
 		return *f.res, nil
 	}
 	f.got = append(f.got, ev)
-	return queue.Result{Status: queue.StatusAccepted, Message: "accepted", Jobs: []string{"C:42"}}, nil
+	return intake.Result{Status: intake.StatusAccepted, Message: "accepted", Jobs: []string{"C:42"}}, nil
 }
 
 const token = "t-0123456789abcdef0123456789abcdef"
@@ -82,7 +82,7 @@ func TestEveryExampleAccepted(t *testing.T) {
 			}
 			in := &fakeIntake{}
 			rec, a := serve(t, in, post(string(b), ct, true))
-			if rec.Code != http.StatusOK || a.Status != queue.StatusAccepted {
+			if rec.Code != http.StatusOK || a.Status != intake.StatusAccepted {
 				t.Fatalf("%d %+v", rec.Code, a)
 			}
 			if len(in.got) != 1 || in.got[0].UserID != 42 || in.got[0].Course.Raw != "course-v1:OpenedX+DemoX+Demo_Course" {
@@ -112,7 +112,7 @@ func TestAnswers(t *testing.T) {
 		{"name too long", post(strings.Replace(string(good), "Alice Liddell", strings.Repeat("A", 256), 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: longer than 255"},
 		{"bidi control in the name", post(strings.Replace(string(good), "Alice Liddell", "Alice \u202e", 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: contains U+202E"},
 		{"queue down", post(string(good), "application/json", true), &fakeIntake{err: errors.New("redis down")}, 503, "retry"},
-		{"id reused for another body", post(string(good), "application/json", true), &fakeIntake{res: &queue.Result{Status: queue.StatusConflict, Message: "conflict: already handled"}}, 409, "conflict"},
+		{"id reused for another body", post(string(good), "application/json", true), &fakeIntake{res: &intake.Result{Status: intake.StatusConflict, Message: "conflict: already handled"}}, 409, "conflict"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

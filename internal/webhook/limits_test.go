@@ -22,7 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/intake"
 )
 
 // watchedBody records whether the handler read from it; a read blocks until release is closed,
@@ -120,14 +120,14 @@ type blockingIntake struct {
 	release chan struct{}
 }
 
-func (b *blockingIntake) Handle(ctx context.Context, _ edx.Event, _ string) (queue.Result, error) {
+func (b *blockingIntake) Handle(ctx context.Context, _ edx.Event, _ string) (intake.Result, error) {
 	b.arrived <- struct{}{}
 	select {
 	case <-b.release:
 	case <-ctx.Done():
-		return queue.Result{}, ctx.Err()
+		return intake.Result{}, ctx.Err()
 	}
-	return queue.Result{Status: queue.StatusAccepted, Message: "accepted"}, nil
+	return intake.Result{Status: intake.StatusAccepted, Message: "accepted"}, nil
 }
 
 func TestMaxInflight(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -43,7 +43,7 @@ const (
 
 type run struct {
 	t        *testing.T
-	sandbox  *badgr.Sandbox
+	sandbox  *sandbox.Host
 	hookURL  string
 	bus      *redis.Client
 	bridgeDB *redis.Client
@@ -69,7 +69,7 @@ func TestChaos(t *testing.T) {
 
 	db := testutil.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	busSrv := testutil.StartRedis(t)
-	sb := badgr.NewSandbox(badgr.SandboxOptions{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass}})
+	sb := sandbox.New(sandbox.Options{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	sb.SetBaseURL(host.URL)
