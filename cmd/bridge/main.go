@@ -38,8 +38,11 @@ commands:
             badge host (login, mapped badge classes) and the event-bus streams; exit 1 on problems
   backfill [--yes] FILE
             award learners who earned certificates before the bridge existed: CSV with header
-            user_id,email,course_key,mode,issued_on[,name] or JSON Lines of webhook bodies;
-            without --yes it only prints what it would do
+            user_id,email,course_key,mode,issued_on[,name][,grade] or JSON Lines of webhook
+            bodies; without --yes it only prints what it would do
+  reevaluate [--yes] [--rule NAME]
+            apply the current mapping to every learner the bridge has a record of: awards and
+            revocations a new or changed rule makes due; without --yes it only prints them
   version   print version, commit and Go version
 
 configuration comes from BRIDGE_* environment variables; see README.md`
@@ -65,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args, stdout, stderr)
 	case "backfill":
 		return backfillCmd(args, stdout, stderr)
+	case "reevaluate":
+		return reevaluateCmd(args, stdout, stderr)
 	case app.CmdRun, app.CmdServe, app.CmdWork:
 	default:
 		fmt.Fprintf(stderr, "bridge: unknown command %q\n%s\n", cmd, usage)
@@ -170,6 +175,36 @@ func backfillCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if _, err := a.Backfill(ctx, file, apply, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "bridge backfill: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func reevaluateCmd(args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: bridge reevaluate [--yes] [--rule NAME]"
+	apply, rule := false, ""
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--yes":
+			apply = true
+		case a == "--rule" && i+1 < len(args):
+			i++
+			rule = args[i]
+		case strings.HasPrefix(a, "--rule="):
+			rule = strings.TrimPrefix(a, "--rule=")
+		default:
+			fmt.Fprintf(stderr, "bridge reevaluate: unexpected argument %q\n%s\n", a, usage)
+			return 2
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	a, _, ok := setup(ctx, "reevaluate", stdout, stderr)
+	if !ok {
+		return 1
+	}
+	if _, err := a.Reevaluate(ctx, rule, apply, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "bridge reevaluate: %v\n", err)
 		return 1
 	}
 	return 0

@@ -45,6 +45,7 @@ func (a *API) Register(g *echo.Group) {
 	g.POST("/v1/mapping/preview", a.preview)
 	g.DELETE("/v1/learners/:user_id", a.eraseLearner)
 	g.GET("/v1/status", a.status)
+	g.GET("/v1/progress", a.progress)
 }
 
 func (a *API) authorize(next echo.HandlerFunc) echo.HandlerFunc {

@@ -88,6 +88,7 @@ type Preview struct {
 	BadgeClass string           `json:"badge_class"`
 	Effect     string           `json:"effect"` // held, not held, not held after <revoke_after>
 	Award      *rules.AwardText `json:"award,omitempty"`
+	Courses    []string         `json:"courses,omitempty"` // a milestone: the courses that count
 }
 
 // preview answers which badges an event would make held or not held, without recording it.
@@ -108,23 +109,27 @@ func (a *API) preview(c echo.Context) error {
 		return message(c, http.StatusBadRequest, "malformed event: "+err.Error())
 	}
 	sig := ev.Signal()
+	change, _ := a.Mapping.Change(ev, true)
 	out := []Preview{}
-	for _, r := range a.Mapping.Match(ev) {
-		p := Preview{Rule: r.Name, BadgeClass: r.BadgeClass}
+	for _, u := range change.Updates {
+		p := Preview{Rule: u.Rule, BadgeClass: u.BadgeClass}
 		switch {
-		case sig == edx.SignalSupports:
+		case u.Signal == edx.SignalSupports:
 			p.Effect = "held"
-			aw, _ := r.Render(ev)
-			p.Award = &rules.AwardText{Narrative: aw.Narrative, EvidenceURL: aw.EvidenceURL, Notify: aw.Notify, ExpiresAfter: aw.ExpiresAfter}
-		case !r.Revoke || sig == edx.SignalNone:
-			continue
-		case sig == edx.SignalFailing && r.RevokeAfter > 0:
-			p.Effect = "not held after " + r.RevokeAfter.String() + " without passing"
+			aw := u.Award
+			p.Award = &aw
+		case u.Signal == edx.SignalFailing && u.RevokeAfter > 0:
+			p.Effect = "not held after " + u.RevokeAfter.String() + " without passing"
 		default:
 			p.Effect = "not held"
 		}
 		out = append(out, p)
 	}
+	milestones, err := a.previewMilestones(c.Request().Context(), ev, change)
+	if err != nil {
+		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
+	}
+	out = append(out, milestones...)
 	msg := strconv.Itoa(len(out)) + " badge(s) affected; nothing was recorded"
 	if sig == edx.SignalNone {
 		msg = "certificate status " + ev.Status + " neither awards nor revokes"

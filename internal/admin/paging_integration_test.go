@@ -77,10 +77,11 @@ func TestIntegrationFailuresPageAndRetry(t *testing.T) {
 
 // applyAward records a supporting certificate fact for one row, as intake would.
 func applyAward(ctx context.Context, l *ledger.Ledger, uid int64, class string, at int64) (ledger.RowKey, error) {
-	rows, err := l.Apply(ctx, ledger.Learner{UserID: uid, Email: "learner@example.org", EmailAt: at}, rules.Change{
+	applied, err := l.Apply(ctx, ledger.Learner{UserID: uid, Email: "learner@example.org", EmailAt: at}, rules.Change{
 		Course: "course-v1:O+C+R", Kind: edx.KindCertificate, Signal: edx.SignalSupports, At: at,
 		Updates: []rules.Update{{BadgeClass: class, Rule: "r", Signal: edx.SignalSupports, At: at, Event: edx.KindCertificate, Revoke: true}},
 	})
+	rows := applied.Rows
 	if err == nil && len(rows) != 1 {
 		err = fmt.Errorf("award of %s to %d changed rows %v", class, uid, rows)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/badgebridge/bridge/internal/announce"
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
 	"github.com/badgebridge/bridge/internal/eventbus"
@@ -69,6 +70,9 @@ type parts struct {
 	enqueuer *queue.Enqueuer
 	mapping  *rules.Mapping
 	connOpt  asynq.RedisConnOpt // for the dashboard, which opens its own connection
+
+	// announcer publishes the bridge's awards and revocations on the event bus (work, run).
+	announcer *announce.Publisher
 }
 
 // Run serves until ctx is cancelled (SIGTERM), then shuts down: listeners stop accepting, in-flight
@@ -109,7 +113,8 @@ func (a *App) Run(ctx context.Context) error {
 	p.enqueuer, p.mapping = enq, m
 
 	if web || bus {
-		p.intake = &intake.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: intake.NewMetrics(p.registry)}
+		p.intake = &intake.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: intake.NewMetrics(p.registry),
+			RecordAll: cfg.LearnerRecord == "all"}
 	}
 	if cfg.EventBusRedisURL != "" {
 		if err := a.openEventBus(p, bus); err != nil {
@@ -148,6 +153,9 @@ func (a *App) Run(ctx context.Context) error {
 		// A claimed row is looked at again only after a job could have run a whole lease.
 		sw := &queue.Sweeper{Ledger: p.ledger, Enqueuer: enq, Log: a.log, Requeue: lease + 30*time.Second, Metrics: queue.NewMetrics(p.registry)}
 		p.worker = queue.NewWorker(p.rdb, queue.WorkerConfig{Concurrency: cfg.WorkerConcurrency, ShutdownGrace: cfg.ShutdownGrace}, rec, sw, a.log)
+		if err := a.openAnnouncer(p); err != nil {
+			return err
+		}
 	}
 	return a.serve(ctx, p, web, dev, &devInfo)
 }
@@ -289,6 +297,7 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 	} else {
 		close(busDone)
 	}
+	announceDone := a.runAnnouncer(busCtx, p)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	for _, s := range []struct {
@@ -351,10 +360,14 @@ func (a *App) serve(ctx context.Context, p *parts, web, dev bool, d *devSetup) e
 			p.worker.Shutdown()
 		}()
 	}
-	drain.Add(1)
+	drain.Add(2)
 	go func() {
 		defer drain.Done()
 		<-busDone
+	}()
+	go func() {
+		defer drain.Done()
+		<-announceDone
 	}()
 	drain.Wait()
 	wg.Wait()

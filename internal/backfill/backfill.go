@@ -17,6 +17,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
+	"github.com/badgebridge/bridge/internal/progressbar"
 	"github.com/badgebridge/bridge/internal/rules"
 )
 
@@ -67,7 +68,7 @@ type Summary struct {
 //
 // The format is told by the first non-empty line: a line starting with "{" begins JSON Lines
 // (one webhook body per line, any shape the webhook accepts as application/json); anything else
-// must be the CSV header user_id,email,course_key,mode,issued_on[,name] (any order). Every line
+// must be the CSV header user_id,email,course_key,mode,issued_on[,name][,grade] (any order). Every line
 // is validated; a bad one is reported as "<name>:<line>: <problem>", counted as Invalid and
 // skipped, without stopping the run. The problem never repeats an e-mail address.
 //
@@ -85,14 +86,14 @@ func Run(ctx context.Context, r io.Reader, name string, o Options) (Summary, err
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	var bar *progress
+	var bar *progressbar.Bar
 	if o.Progress != nil {
 		// Count before reading: counting afterwards is useless, and a pipe cannot be rewound.
 		total, err := countLines(r)
 		if err != nil {
 			return Summary{}, fmt.Errorf("%s: rewind after counting lines: %w", name, err)
 		}
-		bar = &progress{w: o.Progress, total: total}
+		bar = &progressbar.Bar{W: o.Progress, Total: total, Unit: "lines"}
 	}
 	src, err := open(r, name, o.Now)
 	if err != nil {
@@ -101,9 +102,9 @@ func Run(ctx context.Context, r io.Reader, name string, o Options) (Summary, err
 	rn := &runner{o: o, name: name, src: src, bar: bar}
 	err = rn.run(ctx)
 	if err == nil {
-		bar.finish(-1) // the whole file was read, trailing blank lines included
+		bar.Finish(-1) // the whole file was read, trailing blank lines included
 	} else {
-		bar.finish(src.position())
+		bar.Finish(src.position())
 	}
 	rn.report()
 	return rn.sum, err
@@ -114,7 +115,7 @@ type runner struct {
 	o    Options
 	name string
 	src  source
-	bar  *progress
+	bar  *progressbar.Bar
 	sum  Summary
 	// mapped counts, in a dry run, the events some rule would make held or not held. The
 	// Summary has no field for it because an applied run counts intake statuses instead.
@@ -141,7 +142,7 @@ func (rn *runner) run(ctx context.Context) error {
 		if err := rn.handle(ctx, it); err != nil {
 			return err
 		}
-		rn.bar.update(rn.src.position())
+		rn.bar.Update(rn.src.position())
 	}
 }
 
@@ -209,7 +210,7 @@ func (rn *runner) verdict(line int, ev edx.Event) {
 		return
 	}
 	// Award-text warnings are the applied run's to log, through the intake.
-	change, _ := rn.o.Mapping.Change(ev)
+	change, _ := rn.o.Mapping.Change(ev, false)
 	updates := change.Updates
 	if len(updates) == 0 {
 		rn.sum.Ignored++
@@ -263,12 +264,12 @@ func (rn *runner) report() {
 // stdout), so it is wiped first and drawn again below the new line: report lines scroll above
 // it instead of being glued to it.
 func (rn *runner) printf(format string, args ...any) {
-	shown := rn.bar.clear()
+	shown := rn.bar.Clear()
 	// A report that cannot be written (stdout closed) must not stop recording: the summary's
 	// counts are returned to the caller anyway.
 	_, _ = fmt.Fprintf(rn.o.Out, format, args...)
 	if shown {
-		rn.bar.draw()
+		rn.bar.Draw()
 	}
 }
 

@@ -20,10 +20,11 @@ const (
 	colCourse   = "course_key"
 	colMode     = "mode"
 	colIssuedOn = "issued_on"
-	colName     = "name" // optional
+	colName     = "name"  // optional
+	colGrade    = "grade" // optional: a decimal in 0–1, for rules with min_grade
 )
 
-const headerHint = "user_id,email,course_key,mode,issued_on[,name]"
+const headerHint = "user_id,email,course_key,mode,issued_on[,name][,grade]"
 
 // idPrefix starts the event id of every CSV row.
 const idPrefix = "backfill-"
@@ -97,8 +98,8 @@ func blank(rec []string) bool {
 
 // columns is where each column sits in a row.
 type columns struct {
-	userID, email, course, mode, issuedOn, name int // name is -1 when the file has none
-	width                                       int
+	userID, email, course, mode, issuedOn, name, grade int // name and grade are -1 when absent
+	width                                              int
 }
 
 // parse reads the header. Columns may come in any order; an unknown column is an error rather
@@ -107,7 +108,7 @@ type columns struct {
 func (c *columns) parse(header []string) error {
 	slots := map[string]*int{
 		colUserID: &c.userID, colEmail: &c.email, colCourse: &c.course,
-		colMode: &c.mode, colIssuedOn: &c.issuedOn, colName: &c.name,
+		colMode: &c.mode, colIssuedOn: &c.issuedOn, colName: &c.name, colGrade: &c.grade,
 	}
 	for _, p := range slots {
 		*p = -1
@@ -208,6 +209,12 @@ func (c *columns) event(rec []string, now time.Time) (edx.Event, error) {
 		// The same limits as on every other path: the name goes into the award text.
 		if p := edx.NameProblem(ev.Name); p != "" {
 			return edx.Event{}, &edx.FieldError{Path: colName, Problem: p}
+		}
+	}
+	if c.grade >= 0 {
+		ev.Grade = strings.TrimSpace(rec[c.grade])
+		if g, err := strconv.ParseFloat(ev.Grade, 64); ev.Grade != "" && (err != nil || g < 0 || g > 1) {
+			return edx.Event{}, &edx.FieldError{Path: colGrade, Problem: quote(ev.Grade) + " is not a grade (want a decimal from 0 to 1)"}
 		}
 	}
 	return ev, nil

@@ -2,6 +2,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -27,3 +28,15 @@ func (p Policy) Delay(n int) time.Duration {
 // Jitter is a random wait up to max, added to a wait the other side imposed (a login block, a
 // rate limit) so that every waiting caller does not come back in the same instant.
 func Jitter(max time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(max) + 1)) }
+
+// Sleep waits d or until ctx ends, and reports whether the whole wait passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

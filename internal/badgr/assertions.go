@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/badgr/wire"
@@ -57,7 +56,8 @@ func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.Award
 		AllowDuplicateAwards: &noDuplicates,
 	}
 	if !r.IssuedOn.IsZero() {
-		s := r.IssuedOn.UTC().Format(time.RFC3339)
+		// To the microsecond: issuedOn is the event's time, and events are compared to the µs.
+		s := wire.FormatISO(r.IssuedOn)
 		body.IssuedOn = &s
 	}
 	if r.Narrative != "" {
@@ -67,7 +67,7 @@ func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.Award
 		body.Evidence = []wire.Evidence{{URL: r.EvidenceURL}}
 	}
 	if r.Expires != nil {
-		s := r.Expires.UTC().Format(time.RFC3339)
+		s := wire.FormatISO(*r.Expires)
 		body.Expires = &s
 	}
 	req := apiRequest{op: op, method: http.MethodPost, url: c.apiURL("v2", "badgeclasses", badgeClass, "assertions"), body: body}

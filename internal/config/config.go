@@ -53,6 +53,12 @@ type Config struct {
 	EventBusStreams  []string `env:"EVENTBUS_STREAMS, default=dev-learning-certificate-lifecycle,dev-learning-badges-lifecycle"`
 	EventBusGroup    string   `env:"EVENTBUS_GROUP, default=badge-bridge"`
 	EventBusStart    string   `env:"EVENTBUS_START, default=newest"`
+	// EventBusBadgeStream is where the bridge announces its own awards and revocations
+	// (contract 9.4) on the event-bus Redis; empty: off.
+	EventBusBadgeStream string `env:"EVENTBUS_BADGE_STREAM"`
+
+	// LearnerRecord says which course runs the learner record keeps: mapped or all.
+	LearnerRecord string `env:"LEARNER_RECORD, default=mapped"`
 
 	EventRetention time.Duration `env:"EVENT_RETENTION, default=720h"`
 	LogLevel       string        `env:"LOG_LEVEL, default=info"`
@@ -242,11 +248,22 @@ func (c *Config) validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 32 {
 		return bad("ADMIN_TOKEN", "is %d characters; it needs at least 32", len(c.AdminToken))
 	}
+	if c.LearnerRecord != "mapped" && c.LearnerRecord != "all" {
+		return bad("LEARNER_RECORD", "want mapped or all, got %q", c.LearnerRecord)
+	}
 	if c.EventBusStart != "newest" && c.EventBusStart != "oldest" {
 		return bad("EVENTBUS_START", "want newest or oldest, got %q", c.EventBusStart)
 	}
 	if c.EventBusGroup == "" {
 		return bad("EVENTBUS_GROUP", "must not be empty")
+	}
+	if c.EventBusBadgeStream != "" {
+		if c.EventBusRedisURL == "" {
+			return bad("EVENTBUS_BADGE_STREAM", "needs BRIDGE_EVENTBUS_REDIS_URL: the announcements go to the event-bus Redis")
+		}
+		if strings.ContainsAny(c.EventBusBadgeStream, " \t{}") {
+			return bad("EVENTBUS_BADGE_STREAM", "invalid stream name %q", c.EventBusBadgeStream)
+		}
 	}
 	for _, s := range c.EventBusStreams {
 		if s == "" || strings.ContainsAny(s, " \t{}") {

@@ -39,6 +39,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"BRIDGE_WEBHOOK_SECRETS":      {"BRIDGE_WEBHOOK_SECRETS": "whsec_notbase64!"},
 		"BRIDGE_REDIS_URL":            {"BRIDGE_REDIS_URL": "http://user:hunter2@x"},
 		"BRIDGE_EVENTBUS_START":       {"BRIDGE_EVENTBUS_START": "middle"},
+		"BRIDGE_LEARNER_RECORD":       {"BRIDGE_LEARNER_RECORD": "some"},
 		"BRIDGE_LOG_FORMAT":           {"BRIDGE_LOG_FORMAT": "xml"},
 		"BRIDGE_BADGR_URL":            {"BRIDGE_BADGR_URL": "api.badgr.io"},
 		"BRIDGE_WEBHOOK_QUERY_TOKENS": {"BRIDGE_WEBHOOK_TOKENS": strings.Repeat("a", 32), "BRIDGE_WEBHOOK_QUERY_TOKENS": strings.Repeat("a", 32)},

@@ -232,7 +232,8 @@ func TestEmbeddedSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []string{TypeCertificateCreated, TypeCertificateChanged, TypeCertificateRevoked, TypePassingStatus, TypeCCXPassingStatus} {
+	for _, typ := range []string{TypeCertificateCreated, TypeCertificateChanged, TypeCertificateRevoked, TypePassingStatus, TypeCCXPassingStatus,
+		TypeEnrollmentCreated, TypeEnrollmentChanged} {
 		k, _ := KindOf(typ)
 		if key, ok := payloadKeyOf(typ); !ok || key != payloadKey(k) {
 			t.Errorf("%s: payload key %q, want %q", typ, key, payloadKey(k))
@@ -246,11 +247,11 @@ func TestEmbeddedSchemas(t *testing.T) {
 			seen[flatKey(p)] = p
 		}
 	}
-	if len(all) != 9 {
-		t.Errorf("%d schemas, want 9", len(all))
+	if len(all) != 10 {
+		t.Errorf("%d schemas, want 10", len(all))
 	}
 	// created_by refers to UserData by name.
-	if _, err := EncodeAvro("org.openedx.learning.course.enrollment.created.v1", map[string]any{"enrollment": map[string]any{
+	if _, err := EncodeAvro(TypeEnrollmentCreated, map[string]any{"enrollment": map[string]any{
 		"user": alice(), "course": demoCourseData(), "mode": "audit", "is_active": true, "creation_date": "x",
 		"created_by": alice(),
 	}}); err != nil {

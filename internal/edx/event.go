@@ -1,6 +1,6 @@
-// Package edx turns Open edX certificate and course-passing signals, in every shape they reach
-// the bridge (openedx-events JSON, CloudEvents, flattened webhook bodies, event-bus Avro), into
-// one normalized Event.
+// Package edx turns Open edX certificate, course-passing and enrollment signals, in every shape
+// they reach the bridge (openedx-events JSON, CloudEvents, flattened webhook bodies, event-bus
+// Avro), into one normalized Event.
 package edx
 
 import "time"
@@ -12,6 +12,8 @@ const (
 	TypeCertificateRevoked = "org.openedx.learning.certificate.revoked.v1"
 	TypePassingStatus      = "org.openedx.learning.course.passing.status.updated.v1"
 	TypeCCXPassingStatus   = "org.openedx.learning.ccx.course.passing.status.updated.v1"
+	TypeEnrollmentCreated  = "org.openedx.learning.course.enrollment.created.v1"
+	TypeEnrollmentChanged  = "org.openedx.learning.course.enrollment.changed.v1"
 )
 
 // Kind is the family of an event, and of a mapping rule.
@@ -20,13 +22,16 @@ type Kind string
 const (
 	KindCertificate Kind = "certificate"
 	KindPassing     Kind = "passing"
+	// KindEnrollment events only feed milestone rules (CONTRACT 9.2, earned_by: enrollment):
+	// being enrolled is never a badge of its own.
+	KindEnrollment Kind = "enrollment"
 )
 
 // Event is one normalized Open edX signal. It carries an e-mail address: never log it whole.
 type Event struct {
 	ID          string    // event id; empty when the sender gave none (no event-level de-duplication)
 	Type        string    // full event type, e.g. TypeCertificateCreated
-	Kind        Kind      // certificate or passing
+	Kind        Kind      // certificate, passing or enrollment
 	Time        time.Time // event time, UTC; the receive time when the sender gave none
 	TimeMissing bool      // Time is the receive time
 	Source      string    // metadata source, e.g. openedx/lms/web (may be empty)
@@ -38,7 +43,7 @@ type Event struct {
 
 	Course CourseKey // for CCX passing events: the CCX key, with Master set
 
-	// Certificate events.
+	// Certificate events; Mode is also the enrollment's mode (audit, verified, …).
 	Mode           string
 	Grade          string
 	CertificateURL string // download_url; may be empty for web certificates
@@ -46,6 +51,10 @@ type Event struct {
 
 	// Passing events.
 	IsPassing bool
+
+	// Enrollment events: enrollment.is_active, whether the learner is enrolled in the run (not
+	// the account flag user.is_active, which the bridge ignores).
+	IsActive bool
 }
 
 // Passing certificate statuses (CertificateStatuses.PASSED_STATUSES).
@@ -65,14 +74,22 @@ type Signal int
 
 const (
 	SignalNone     Signal = iota // nothing to do (a transient certificate status)
-	SignalSupports               // the learner should hold the badge
-	SignalRevokes                // certificate revoked: the learner should not hold it
+	SignalSupports               // the learner should hold the badge (enrollment: is enrolled)
+	SignalRevokes                // certificate revoked (enrollment: unenrolled): the learner should not hold it
 	SignalFailing                // passing rules: not passing at this time
 )
 
-// Signal classifies the event for the ledger.
+// Signal classifies the event for the ledger. For an enrollment it only says whether the
+// learner is enrolled (SignalSupports) or no longer is (SignalRevokes): enrollments feed the
+// learner record that milestone rules read, and which rules an outcome affects is for the
+// intake and rules to decide, not for this classification.
 func (e Event) Signal() Signal {
 	switch e.Kind {
+	case KindEnrollment:
+		if e.IsActive {
+			return SignalSupports
+		}
+		return SignalRevokes
 	case KindPassing:
 		if e.IsPassing {
 			return SignalSupports
@@ -99,6 +116,8 @@ func KindOf(eventType string) (Kind, bool) {
 		return KindCertificate, true
 	case TypePassingStatus, TypeCCXPassingStatus:
 		return KindPassing, true
+	case TypeEnrollmentCreated, TypeEnrollmentChanged:
+		return KindEnrollment, true
 	}
 	return "", false
 }

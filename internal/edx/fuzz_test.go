@@ -22,6 +22,10 @@ func FuzzParseWebhook(f *testing.F) {
 		{"certificate-created.cloudevent.json", "application/cloudevents+json"},
 		{"certificate-created.flattened.json", "application/json"},
 		{"certificate-created.flattened.form", "application/x-www-form-urlencoded"},
+		{"enrollment-created.json", "application/json"},
+		{"enrollment-changed.cloudevent.json", "application/cloudevents+json"},
+		{"enrollment-changed-inactive.flattened.form", "application/x-www-form-urlencoded"},
+		{"enrollment-changed.sender.json", "application/json"},
 	} {
 		f.Add(ex.contentType, readTestdata(f, ex.file), "")
 	}
@@ -143,6 +147,8 @@ func FuzzDecodeAvro(f *testing.F) {
 	f.Add(index(TypeCertificateCreated), mustHex(f, certCreatedHex))
 	f.Add(index(TypePassingStatus), mustHex(f, passingHex))
 	f.Add(index(TypeCCXPassingStatus), mustHex(f, passingHex))
+	f.Add(index(TypeEnrollmentCreated), mustHex(f, enrollmentCreatedHex))
+	f.Add(index(TypeEnrollmentChanged), mustHex(f, enrollmentCreatedHex))
 	f.Fuzz(func(t *testing.T, typeIndex uint8, data []byte) {
 		typ := types[int(typeIndex)%len(types)]
 		rec, err := DecodeAvro(typ, data)

@@ -12,11 +12,18 @@ import (
 const (
 	certificateKey = "certificate"
 	passingKey     = "course_passing_status"
+	enrollmentKey  = "enrollment"
 )
 
+// payloadKeys are the payload keys of every kind, for telling body shapes apart.
+var payloadKeys = []string{certificateKey, passingKey, enrollmentKey}
+
 func payloadKey(k Kind) string {
-	if k == KindPassing {
+	switch k {
+	case KindPassing:
 		return passingKey
+	case KindEnrollment:
+		return enrollmentKey
 	}
 	return certificateKey
 }
@@ -26,8 +33,8 @@ func payloadKey(k Kind) string {
 const maxEventIDLen = 200
 
 // normalize validates a document and turns it into an Event. Only the event type, the user id
-// and e-mail, the course key, and current_status or is_passing are required; every other field
-// may be missing, because senders differ in what they forward.
+// and e-mail, the course key, and current_status, is_passing or is_active are required; every
+// other field may be missing, because senders differ in what they forward.
 func normalize(d document, received time.Time) (Event, error) {
 	typ, err := d.eventType()
 	if err != nil {
@@ -67,21 +74,48 @@ func normalize(d document, received time.Time) (Event, error) {
 	if ev.Course, err = d.course(typ, p+".course"); err != nil {
 		return Event{}, err
 	}
-	if kind == KindPassing {
-		passing, present, err := d.boolean(p + ".is_passing")
-		if err != nil {
+	switch kind {
+	case KindPassing:
+		if ev.IsPassing, err = d.requiredBool(p + ".is_passing"); err != nil {
 			return Event{}, err
 		}
-		if !present {
-			return Event{}, d.fail(p+".is_passing", "missing")
+	case KindEnrollment:
+		if err := d.enrollment(p, &ev); err != nil {
+			return Event{}, err
 		}
-		ev.IsPassing = passing
-		return ev, nil
-	}
-	if err := d.certificate(p, &ev); err != nil {
-		return Event{}, err
+	default:
+		if err := d.certificate(p, &ev); err != nil {
+			return Event{}, err
+		}
 	}
 	return ev, nil
+}
+
+// requiredBool gives a boolean field that must be present.
+func (d document) requiredBool(path string) (bool, error) {
+	v, present, err := d.boolean(path)
+	if err != nil {
+		return false, err
+	}
+	if !present {
+		return false, d.fail(path, "missing")
+	}
+	return v, nil
+}
+
+// enrollment reads what an enrollment adds to the learner and course: whether it is active
+// (required: without it the event says nothing) and its mode (optional, like every field
+// senders may leave out of their mapping).
+func (d document) enrollment(p string, ev *Event) error {
+	var err error
+	if ev.IsActive, err = d.requiredBool(p + ".is_active"); err != nil {
+		return err
+	}
+	if ev.Mode, err = d.limited(p + ".mode"); err != nil {
+		return err
+	}
+	ev.Mode = strings.TrimSpace(ev.Mode)
+	return nil
 }
 
 // eventType gives the event type, which unlike other text fields must be a string: a number

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -104,14 +105,16 @@ func isUTF8Charset(cs string) bool {
 // otherwise the flattened payload.
 func jsonDocument(obj map[string]any, h http.Header) (document, error) {
 	_, hasMeta := obj[metadataKey]
-	_, hasCert := obj[certificateKey].(map[string]any)
-	_, hasPassing := obj[passingKey].(map[string]any)
+	hasPayload := slices.ContainsFunc(payloadKeys, func(k string) bool {
+		_, ok := obj[k].(map[string]any)
+		return ok
+	})
 	switch {
 	case hasMeta:
 		return document{root: obj}, nil
 	case h.Get("ce-type") != "" || h.Get("ce-specversion") != "":
 		return binaryCloudEvent(obj, h), nil
-	case hasCert || hasPassing:
+	case hasPayload:
 		return document{root: obj}, nil // no metadata: the type is reported missing
 	}
 	if _, ok := obj["specversion"]; ok {
@@ -128,11 +131,18 @@ func jsonDocument(obj map[string]any, h http.Header) (document, error) {
 	return document{root: obj}, nil // no shape recognised: errors name openedx-events paths
 }
 
-// looksFlattened reports whether any key starts like a flattened metadata or payload path.
+// looksFlattened reports whether any key starts like a flattened metadata or payload path, or
+// the body names its type the way openedx-events-sender does.
 func looksFlattened(obj map[string]any) bool {
+	if _, ok := obj[senderTypeKey]; ok {
+		return true
+	}
 	for k := range obj {
-		for _, prefix := range []string{metadataKey + "_", certificateKey + "_", passingKey + "_"} {
-			if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, metadataKey+"_") {
+			return true
+		}
+		for _, p := range payloadKeys {
+			if strings.HasPrefix(k, p+"_") {
 				return true
 			}
 		}
@@ -205,22 +215,54 @@ func binaryCloudEvent(data map[string]any, h http.Header) document {
 	return document{root: root, origin: origin}
 }
 
+// senderTypeKey is where open-craft/openedx-events-sender puts the event type when it sends its
+// default body (no field mapping): the payload flattened without its payload key
+// (user_pii_email, course_course_key, is_active, …) plus "event".
+const senderTypeKey = "event"
+
 // flatDocument reads a flattened payload: each key is looked up whole among the flattened
-// field paths of the event type the body names (see flatIndex); other keys are ignored.
+// field paths of the event type the body names (see flatIndex); other keys are ignored. A body
+// that names its type in event_metadata_event_type has every path under its full name
+// (enrollment_user_pii_email), as eox-hooks is configured to send and openedx-events-sender
+// sends with a field mapping; a body that names it in "event" instead is
+// openedx-events-sender's default, whose payload keys lack the payload key.
 func flatDocument(flat map[string]any, form bool) document {
-	typeKey := flatKey(metadataKey + ".event_type")
-	eventType, _ := flat[typeKey].(string)
+	rawType, hasType := flat[flatKey(metadataKey+".event_type")]
+	keyOf := flatKey
+	if !hasType {
+		if rawType, hasType = flat[senderTypeKey]; hasType {
+			keyOf = senderKey(rawType)
+		}
+	}
+	eventType, _ := rawType.(string)
 	root := map[string]any{}
-	for key, path := range flatIndex(strings.TrimSpace(eventType)) {
-		if v, ok := flat[key]; ok {
+	for _, path := range flatIndex(strings.TrimSpace(eventType)) {
+		if v, ok := flat[keyOf(path)]; ok {
 			setPath(root, path, v)
 		}
 	}
-	if _, ok := flat[typeKey]; ok {
+	if hasType {
 		// Read even when it is not a string, so the normalizer reports its kind.
-		setPath(root, metadataKey+".event_type", flat[typeKey])
+		setPath(root, metadataKey+".event_type", rawType)
 	}
-	return document{root: root, origin: flatKey, form: form}
+	return document{root: root, origin: keyOf, form: form}
+}
+
+// senderKey gives the key function of openedx-events-sender's default body for the type it
+// names: payload paths without their payload key, the event type in "event", and the
+// metadata under its full flattened name (the sender has none by default; a mapping may add it).
+func senderKey(rawType any) func(path string) string {
+	eventType, _ := rawType.(string)
+	payload, _ := payloadKeyOf(strings.TrimSpace(eventType))
+	return func(path string) string {
+		if path == metadataKey+".event_type" {
+			return senderTypeKey
+		}
+		if rest, ok := strings.CutPrefix(path, payload+"."); ok && payload != "" {
+			return flatKey(rest)
+		}
+		return flatKey(path)
+	}
 }
 
 // setPath stores v at a dotted path, creating the objects on the way.

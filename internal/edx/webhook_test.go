@@ -380,7 +380,7 @@ func TestParseWebhookMalformed(t *testing.T) {
 }
 
 func TestParseWebhookUnsupportedType(t *testing.T) {
-	const other = "org.openedx.learning.course.enrollment.created.v1"
+	const other = "org.openedx.learning.course.unenrollment.completed.v1"
 	tests := []struct{ name, contentType, body string }{
 		{"json", "application/json", `{"event_metadata": {"event_type": "` + other + `"}, "enrollment": {}}`},
 		{"cloudevent", "application/cloudevents+json", `{"specversion": "1.0", "type": "` + other + `", "data": {}}`},

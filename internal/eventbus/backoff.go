@@ -1,38 +1,18 @@
 package eventbus
 
 import (
-	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/badgebridge/bridge/internal/backoff"
 )
 
-const (
-	backoffMin = 200 * time.Millisecond
-	backoffMax = 30 * time.Second
-)
+// retryPolicy spaces the retries of a failing cycle: 200 ms doubling up to 30 s, each drawn from
+// its upper half so replicas that failed together do not retry together.
+var retryPolicy = backoff.Policy{Base: 200 * time.Millisecond, Max: 30 * time.Second, Low: 0.5, High: 1}
 
-// backoff is the wait after the n-th consecutive failed cycle (n ≥ 1): 200 ms doubling up to
-// 30 s, each drawn from its upper half so replicas that failed together do not retry together.
-func backoff(n int) time.Duration {
-	d := backoffMax
-	if n <= 8 { // 200 ms · 2⁸ > 30 s
-		d = min(backoffMin<<max(n-1, 0), backoffMax)
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends, and reports whether the whole wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+// wait is the wait after the n-th consecutive failed cycle (n ≥ 1).
+func wait(n int) time.Duration { return retryPolicy.Delay(n) }
 
 // outage turns a run of failures of one dependency into one warning when it starts and one
 // info line when it ends, instead of a line per retry. Only Run's goroutine uses it.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/badgebridge/bridge/internal/backoff"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
 )
@@ -199,7 +200,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		st.failures++
-		if !sleep(ctx, backoff(st.failures)) {
+		if !backoff.Sleep(ctx, wait(st.failures)) {
 			c.log.Info("event bus consumer stopped")
 			return nil
 		}

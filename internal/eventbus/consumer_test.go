@@ -206,8 +206,8 @@ func TestConfigValidation(t *testing.T) {
 func TestBackoff(t *testing.T) {
 	for n, want := range map[int]time.Duration{1: 200 * time.Millisecond, 2: 400 * time.Millisecond, 8: 25600 * time.Millisecond, 9: 30 * time.Second, 100: 30 * time.Second} {
 		for range 20 {
-			if d := backoff(n); d < want/2 || d > want {
-				t.Errorf("backoff(%d) = %v, want in [%v, %v]", n, d, want/2, want)
+			if d := wait(n); d < want/2 || d > want {
+				t.Errorf("wait(%d) = %v, want in [%v, %v]", n, d, want/2, want)
 			}
 		}
 	}

@@ -198,10 +198,10 @@ func TestTypeLabelIsBounded(t *testing.T) {
 	produce(t, bus, badgesStream,
 		entry{eventType: "org.evil.x" + strings.Repeat("1", 50), id: "e-1", data: []byte("x")},
 		entry{eventType: exampleEmail, id: "e-2", data: []byte("x")},
-		entry{eventType: "org.openedx.learning.course.enrollment.created.v1", id: "e-3", data: []byte("x")})
+		entry{eventType: "org.openedx.learning.course.unenrollment.completed.v1", id: "e-3", data: []byte("x")})
 	eventually(t, "all acknowledged as unsupported", func() bool { return c.outcomes(t, badgesStream, outcomeUnsupported) == 3 })
 	if n := promtest.CollectAndCount(c.metrics.byType); n != 2 {
-		t.Errorf("%d type series, want 2 (enrollment.created and other)", n)
+		t.Errorf("%d type series, want 2 (unenrollment.completed and other)", n)
 	}
 	if v := promtest.ToFloat64(c.metrics.byType.WithLabelValues("other")); v != 2 {
 		t.Errorf("other = %v, want 2", v)

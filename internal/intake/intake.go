@@ -50,6 +50,9 @@ type Intake struct {
 	Enqueuer Enqueuer
 	Log      *slog.Logger
 	Metrics  *Metrics
+	// RecordAll keeps every course run in the learner record, not only those some rule could
+	// match (BRIDGE_LEARNER_RECORD=all).
+	RecordAll bool
 }
 
 // Handle records ev and queues the reconciles it makes owed. Steps: facts and owed marks in one
@@ -102,31 +105,34 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 }
 
 func (in *Intake) apply(ctx context.Context, ev edx.Event) (Result, []ledger.RowKey, error) {
-	if ev.Signal() == edx.SignalNone {
-		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), nil, nil
-	}
-	c, warn := in.Mapping.Change(ev)
+	c, warn := in.Mapping.Change(ev, in.RecordAll)
 	if warn != nil {
 		in.log().Warn("award text incomplete", "user_id", ev.UserID, "course", ev.Course.Raw, "err", warn)
 	}
-	if len(c.Updates) == 0 && c.Signal == edx.SignalSupports {
+	if c.Signal == edx.SignalNone && c.Outcome == nil {
+		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), nil, nil
+	}
+	if len(c.Updates) == 0 && c.Signal == edx.SignalSupports && c.Outcome == nil {
 		reason := fmt.Sprintf("no badge is mapped to %s", ev.Course.Raw)
 		if ev.Kind == edx.KindCertificate && ev.Mode != "" {
 			reason += " in mode " + ev.Mode
 		}
 		return ignored(reason), nil, nil
 	}
-	rows, err := in.Ledger.Apply(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c)
+	applied, err := in.Ledger.Apply(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c)
 	if err != nil {
 		return Result{}, nil, err
 	}
-	if len(rows) == 0 {
-		if len(c.Updates) == 0 {
-			return ignored(fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw)), nil, nil
-		}
-		return Result{Status: StatusUnchanged, Message: "unchanged: the ledger already knew this (or something newer)"}, nil, nil
+	rows := applied.Rows
+	switch {
+	case len(rows) > 0:
+		return Result{Status: StatusAccepted, Message: fmt.Sprintf("accepted: %d reconcile job(s) queued", len(rows))}, rows, nil
+	case applied.Record:
+		return Result{Status: StatusAccepted, Message: "accepted: the learner record changed; no badge changes"}, nil, nil
+	case len(c.Updates) == 0 && c.Outcome == nil:
+		return ignored(fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw)), nil, nil
 	}
-	return Result{Status: StatusAccepted, Message: fmt.Sprintf("accepted: %d reconcile job(s) queued", len(rows))}, rows, nil
+	return Result{Status: StatusUnchanged, Message: "unchanged: the ledger already knew this (or something newer)"}, nil, nil
 }
 
 func ignored(reason string) Result {

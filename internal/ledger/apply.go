@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -34,7 +35,14 @@ func (e *ErasedError) Error() string {
 		e.UserID, e.ErasedAt.UTC().Format(time.RFC3339))
 }
 
-// Apply records an event's facts atomically (WATCH/MULTI: every key read is watched, so a
+// Applied is what Apply changed: the rows whose facts changed (their version was bumped and a
+// reconcile is owed), and whether the learner record changed.
+type Applied struct {
+	Rows   []RowKey
+	Record bool
+}
+
+// Apply records an event's facts and its outcome in the learner record atomically (WATCH/MULTI: every key read is watched, so a
 // concurrent intake or erase makes this one start over) and marks every changed row as owing a
 // reconcile. It returns the rows whose facts changed; their version was bumped. An event that
 // changes no fact writes nothing at all, not even the learner's address: what an unauthenticated
@@ -43,12 +51,23 @@ func (e *ErasedError) Error() string {
 // A revocation or failing status also reaches facts stored by rules that are no longer in the
 // mapping (or that matched under another mode), with the revoke settings stored in the fact.
 // An event no newer than the learner's erasure fails with *ErasedError.
-func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) ([]RowKey, error) {
+func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) (Applied, error) {
+	return l.apply(ctx, who, c, false)
+}
+
+// Preview is Apply without writing: the rows Apply would owe a reconcile, and whether the
+// learner record would change (bridge reevaluate without --yes).
+func (l *Ledger) Preview(ctx context.Context, who Learner, c rules.Change) (Applied, error) {
+	return l.apply(ctx, who, c, true)
+}
+
+func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry bool) (Applied, error) {
 	uid := who.UserID
 	for attempt := 0; attempt < maxTxRetries; attempt++ {
 		var changed []RowKey
+		var recordChanged bool
 		err := l.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			changed = nil
+			changed, recordChanged = nil, false
 			erasedAt, err := tx.Get(ctx, l.erasedKey(uid)).Int64()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return err
@@ -61,7 +80,7 @@ func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) ([]RowK
 				return err
 			}
 			ordered := c.Classes(classes)
-			keys := []string{l.userKey(uid)}
+			keys := []string{l.userKey(uid), l.recordKey(uid)}
 			for _, class := range ordered {
 				keys = append(keys, l.factsKey(RowKey{class, uid}), l.rowKey(RowKey{class, uid}))
 			}
@@ -85,8 +104,24 @@ func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) ([]RowK
 				}
 				failed[class] = state == StateFailed
 			}
-			writes := c.Apply(stored)
-			if len(writes) == 0 {
+			var rec rules.Record
+			if c.Outcome != nil || c.Reevaluate {
+				if rec, err = l.readRecord(ctx, tx, uid); err != nil {
+					return err
+				}
+			}
+			d := c.Decide(stored, rec, stamp(l.opts.Now()))
+			writes := d.Facts
+			if len(writes) == 0 && d.Run == nil {
+				return nil
+			}
+			if dry {
+				recordChanged = d.Run != nil
+				for class := range writes {
+					if d.Owed == nil || d.Owed[class] || !slices.Contains(classes, class) {
+						changed = append(changed, RowKey{class, uid})
+					}
+				}
 				return nil
 			}
 			userAt, _ := tx.HGet(ctx, l.userKey(uid), "email_at").Int64()
@@ -97,12 +132,22 @@ func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) ([]RowK
 					p.SAdd(ctx, l.emailKey(who.Email), uid)
 					if who.EmailAt >= userAt {
 						p.HSet(ctx, l.userKey(uid), "email", who.Email, "email_at", who.EmailAt)
+						// The learner record's current username and name come from the newest event.
+						p.HSet(ctx, l.userKey(uid), "username", c.Learner.Username, "name", c.Learner.Name)
 					}
+				}
+				if d.Run != nil {
+					recordChanged = true
+					b, _ := json.Marshal(d.Run)
+					p.HSet(ctx, l.recordKey(uid), c.Course, b)
 				}
 				for class, facts := range writes {
 					k := RowKey{class, uid}
-					changed = append(changed, k)
 					p.HSet(ctx, l.factsKey(k), encodeFacts(facts))
+					if d.Owed != nil && !d.Owed[class] && slices.Contains(classes, class) {
+						continue // a reevaluation: the facts are brought up to date, nothing is owed
+					}
+					changed = append(changed, k)
 					p.HIncrBy(ctx, l.rowKey(k), "version", 1)
 					p.HSetNX(ctx, l.rowKey(k), "state", StatePending)
 					if failed[class] {
@@ -126,15 +171,36 @@ func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) ([]RowK
 		}
 		var erased *ErasedError
 		if errors.As(err, &erased) {
-			return nil, err
+			return Applied{}, err
 		}
 		if err != nil {
-			return nil, fmt.Errorf("record facts of user %d: %w", uid, err)
+			return Applied{}, fmt.Errorf("record facts of user %d: %w", uid, err)
 		}
 		sort.Slice(changed, func(i, j int) bool { return changed[i].String() < changed[j].String() })
-		return changed, nil
+		return Applied{Rows: changed, Record: recordChanged}, nil
 	}
-	return nil, fmt.Errorf("record facts of user %d: too much contention", uid)
+	return Applied{}, fmt.Errorf("record facts of user %d: too much contention", uid)
+}
+
+// readRecord loads the learner record within the transaction.
+func (l *Ledger) readRecord(ctx context.Context, tx *redis.Tx, uid int64) (rules.Record, error) {
+	m, err := tx.HGetAll(ctx, l.recordKey(uid)).Result()
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(uid, m)
+}
+
+func decodeRecord(uid int64, m map[string]string) (rules.Record, error) {
+	rec := make(rules.Record, len(m))
+	for run, raw := range m {
+		var r rules.RunRecord
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			return nil, fmt.Errorf("learner record of user %d, run %s: %w", uid, run, err)
+		}
+		rec[run] = &r
+	}
+	return rec, nil
 }
 
 // decodeFacts reads a row's facts hash.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/rules"
 )
 
 // minTombstone keeps an erasure tombstone at least as long as a Standard Webhooks signature is
@@ -32,8 +35,8 @@ type Erasure struct {
 	Events int // event records
 }
 
-// Erase removes everything the ledger holds about a learner: rows, facts, owed marks, index
-// entries, addresses, the e-mail index and event records. Assertions on the badge host stay. It
+// Erase removes everything the ledger holds about a learner: rows, facts, the learner record,
+// owed marks, index entries, addresses, the e-mail index and event records. Assertions on the badge host stay. It
 // collects every id first and deletes in one transaction, then leaves a tombstone that refuses
 // events no newer than the erasure for the event retention (a replayed, validly signed event must
 // not recreate the learner). A job working on one of the rows finds it gone and writes nothing.
@@ -68,7 +71,7 @@ func (l *Ledger) Erase(ctx context.Context, uid int64) (Erasure, error) {
 		for _, id := range ids {
 			p.Del(ctx, l.eventKey(id))
 		}
-		p.Del(ctx, l.userKey(uid), l.userRowsKey(uid), l.userEmailsKey(uid), l.userEventsKey(uid), l.legacyUserEventsKey(uid))
+		p.Del(ctx, l.userKey(uid), l.userRowsKey(uid), l.userEmailsKey(uid), l.userEventsKey(uid), l.legacyUserEventsKey(uid), l.recordKey(uid))
 		p.Set(ctx, l.erasedKey(uid), now.UnixMicro(), max(l.opts.EventRetention, minTombstone))
 		return nil
 	})
@@ -76,4 +79,55 @@ func (l *Ledger) Erase(ctx context.Context, uid int64) (Erasure, error) {
 		return Erasure{}, fmt.Errorf("erase user %d: %w", uid, err)
 	}
 	return Erasure{Rows: rows, Events: len(ids)}, nil
+}
+
+// LearnerRecord is what the ledger holds of a learner for milestones: the record of course runs
+// and who the learner is now.
+type LearnerRecord struct {
+	Record   rules.Record
+	Username string
+	Name     string
+	Email    string
+}
+
+// Learner loads a learner's record; an empty record for a learner the ledger does not know.
+func (l *Ledger) Learner(ctx context.Context, uid int64) (LearnerRecord, error) {
+	var rec *redis.MapStringStringCmd
+	var who *redis.SliceCmd
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.HGetAll(ctx, l.recordKey(uid))
+		who = p.HMGet(ctx, l.userKey(uid), "username", "name", "email")
+		return nil
+	})
+	if err != nil {
+		return LearnerRecord{}, fmt.Errorf("learner record of user %d: %w", uid, err)
+	}
+	r, err := decodeRecord(uid, rec.Val())
+	if err != nil {
+		return LearnerRecord{}, err
+	}
+	out := LearnerRecord{Record: r}
+	if v := who.Val(); len(v) == 3 {
+		out.Username, _ = v[0].(string)
+		out.Name, _ = v[1].(string)
+		out.Email, _ = v[2].(string)
+	}
+	return out, nil
+}
+
+// Learners lists, a batch at a time, the learners the ledger has a record of (SCAN: a cursor of
+// 0 starts, and a returned 0 means the scan is complete). A learner may come twice.
+func (l *Ledger) Learners(ctx context.Context, cursor uint64, batch int64) ([]int64, uint64, error) {
+	keys, next, err := l.rdb.Scan(ctx, cursor, l.opts.Prefix+"user:*:record", batch).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("list learners: %w", err)
+	}
+	out := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		s := strings.TrimSuffix(strings.TrimPrefix(k, l.opts.Prefix+"user:"), ":record")
+		if uid, err := strconv.ParseInt(s, 10, 64); err == nil {
+			out = append(out, uid)
+		}
+	}
+	return out, next, nil
 }

@@ -103,6 +103,9 @@ func (l *Ledger) userEmailsKey(uid int64) string { return l.userKey(uid) + ":ema
 func (l *Ledger) emailKey(email string) string   { return l.opts.Prefix + "email:" + email }
 func (l *Ledger) eventKey(id string) string      { return l.opts.Prefix + "evt:" + id }
 
+// recordKey is the learner record (contract 9.1): one field per course run.
+func (l *Ledger) recordKey(uid int64) string { return l.userKey(uid) + ":record" }
+
 // userEventsKey indexes the learner's event records by receive time, so that an erase finds them
 // and old ones are trimmed. (Older versions kept an unordered set under ":events".)
 func (l *Ledger) userEventsKey(uid int64) string { return l.userKey(uid) + ":evidx" }

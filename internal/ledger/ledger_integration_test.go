@@ -31,7 +31,8 @@ func intake(uid int64, email string, sig edx.Signal, at int64, names ...string) 
 }
 
 func apply(ctx context.Context, l *Ledger, in event) ([]RowKey, error) {
-	return l.Apply(ctx, in.who, in.c)
+	a, err := l.Apply(ctx, in.who, in.c)
+	return a.Rows, err
 }
 
 func newLedger(t *testing.T) *Ledger {

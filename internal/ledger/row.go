@@ -158,21 +158,26 @@ func (l *Ledger) Unlock(ctx context.Context, k RowKey, token string) error {
 }
 
 // writeScript: every ledger write of a reconcile job checks the fencing token first.
-// ARGV: token, member, mode, seen version, next check ms, now ms, then field/value pairs.
+// ARGV: token, member, mode, seen version, next check ms, now ms, outbox cap, n, then n
+// announcements (outboxArgs), then field/value pairs.
 // mode "step" only writes fields; mode "final" also settles the owed mark: when the version is
 // still the one the job read, the mark moves to the next check (or goes); otherwise the row is
-// owed now and the caller queues a fresh job.
-var writeScript = redis.NewScript(`
+// owed now and the caller queues a fresh job. Announcements go to the outbox in the same script
+// as the fields, so the row never records a change on the host without its announcement.
+var writeScript = redis.NewScript(outboxLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
-if #ARGV > 6 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+local n = tonumber(ARGV[8])
+local first = 9 + n
+if #ARGV >= first then
+  redis.call('HSET', KEYS[2], unpack(ARGV, first))
   if redis.call('HGET', KEYS[2], 'state') == 'failed' then
     redis.call('ZADD', KEYS[4], 0, ARGV[2])
   else
     redis.call('ZREM', KEYS[4], ARGV[2])
   end
 end
+outbox(KEYS[5], KEYS[6], 9, 8 + n, tonumber(ARGV[7]))
 if ARGV[3] ~= 'final' then return 1 end
 local v = redis.call('HGET', KEYS[2], 'version') or '0'
 if v ~= ARGV[4] then
@@ -208,27 +213,36 @@ func (f Fields) args() []any {
 	return out
 }
 
-// Step writes fields during a job, fenced by token.
-func (l *Ledger) Step(ctx context.Context, k RowKey, token string, f Fields) error {
-	_, err := l.write(ctx, k, token, "step", 0, time.Time{}, f)
+// Step writes fields during a job, fenced by token, with the announcements of what the job
+// changed on the host so far (contract 9.4; none is the usual case).
+func (l *Ledger) Step(ctx context.Context, k RowKey, token string, f Fields, outbox ...Announcement) error {
+	_, err := l.write(ctx, k, token, "step", 0, time.Time{}, f, outbox)
 	return err
 }
 
 // Finish writes the job's outcome, fenced by token, and settles the owed mark: next is when
 // the row must be looked at again (zero: never). moved is true when the row changed since
 // the job read version seen; the row is then owed now and the caller must queue a fresh job.
-func (l *Ledger) Finish(ctx context.Context, k RowKey, token string, seen int64, next time.Time, f Fields) (moved bool, err error) {
-	n, err := l.write(ctx, k, token, "final", seen, next, f)
+// outbox holds the announcements of the job's changes on the host, recorded atomically with
+// the outcome.
+func (l *Ledger) Finish(ctx context.Context, k RowKey, token string, seen int64, next time.Time, f Fields, outbox ...Announcement) (moved bool, err error) {
+	n, err := l.write(ctx, k, token, "final", seen, next, f, outbox)
 	return n == 2, err
 }
 
-func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen int64, next time.Time, f Fields) (int, error) {
+func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen int64, next time.Time, f Fields, outbox []Announcement) (int, error) {
 	if f == nil {
 		f = Fields{}
 	}
 	f["updated_at"] = l.opts.Now()
-	args := append([]any{token, k.String(), mode, seen, stamp(next), stamp(l.opts.Now())}, f.args()...)
-	n, err := writeScript.Run(ctx, l.rdb, []string{l.lockKey(k), l.rowKey(k), l.owedKey(), l.failedIndexKey()}, args...).Int()
+	ob, err := outboxArgs(outbox)
+	if err != nil {
+		return 0, fmt.Errorf("write row %s: %w", k, err)
+	}
+	args := append([]any{token, k.String(), mode, seen, stamp(next), stamp(l.opts.Now())}, ob...)
+	args = append(args, f.args()...)
+	keys := []string{l.lockKey(k), l.rowKey(k), l.owedKey(), l.failedIndexKey(), l.outboxKey(), l.outboxDroppedKey()}
+	n, err := writeScript.Run(ctx, l.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("write row %s: %w", k, err)
 	}

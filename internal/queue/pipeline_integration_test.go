@@ -34,16 +34,21 @@ type pipeline struct {
 }
 
 func newPipeline(t *testing.T) *pipeline {
+	return newPipelineWith(t, testutil.TestMapping, testutil.ClassCert)
+}
+
+// newPipelineWith runs the pipeline on a mapping whose badge classes the sandbox host knows.
+func newPipelineWith(t *testing.T, mapping string, classes ...string) *pipeline {
 	t.Helper()
 	srv := testutil.StartRedis(t)
 	rdb := srv.Client(t)
 	log := slog.New(slog.DiscardHandler)
-	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{testutil.ClassCert}})
+	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: classes})
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
 	sb.SetBaseURL(hs.URL)
 	host := badgr.New(badgr.Config{BaseURL: hs.URL, Username: "svc", Password: "pw-0123456789", Timeout: 400 * time.Millisecond}, rdb, log)
-	m, err := rules.Parse([]byte(testutil.TestMapping))
+	m, err := rules.Parse([]byte(mapping))
 	if err != nil {
 		t.Fatal(err)
 	}

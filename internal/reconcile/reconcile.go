@@ -120,27 +120,37 @@ func (r *Reconciler) reconcile(ctx context.Context, k ledger.RowKey, id string) 
 		r.Metrics.reconciled("current")
 		return false, nil // a duplicate job: an earlier one already did this version
 	}
-	out, err := r.converge(ctx, row, token, now)
+	ann := newAnnouncements(row, r.now)
+	out, err := r.converge(ctx, row, token, now, ann)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, ledger.ErrRowGone) {
 			// Shutdown, lost lease or erased row: write nothing; the owed mark brings the row
-			// back if there is still work.
+			// back if there is still work. What the host already did is still announced.
 			r.log().Info("reconcile interrupted", "row", k.String(), "err", err)
+			if !errors.Is(err, ledger.ErrRowGone) {
+				r.salvage(ctx, ann)
+			}
 			return false, nil
 		}
+		r.salvage(ctx, ann)
 		return false, err
 	}
-	moved, err = r.Ledger.Finish(ctx, k, token, row.Version, out.next, out.fields)
+	moved, err = r.Ledger.Finish(ctx, k, token, row.Version, out.next, out.fields, ann.list...)
 	if err != nil {
-		if errors.Is(err, ledger.ErrLockLost) || errors.Is(err, ledger.ErrRowGone) {
+		if errors.Is(err, ledger.ErrLockLost) {
+			r.salvage(ctx, ann)
 			return false, nil
 		}
+		if errors.Is(err, ledger.ErrRowGone) {
+			return false, nil
+		}
+		r.salvage(ctx, ann)
 		return false, err
 	}
 	return moved, nil
 }
 
-func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string, now time.Time) (outcome, error) {
+func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string, now time.Time, ann *announcements) (outcome, error) {
 	k := row.Key
 	held, timer := rules.Desired(row.Facts, rules.Micros(now))
 	f := ledger.Fields{"desired": desiredName(held)}
@@ -177,8 +187,10 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 			if err := r.Host.Revoke(ctx, a.EntityID, ReasonNotHeld); err != nil {
 				return r.failed(ctx, row, f, "revoke", err, now)
 			}
+			ann.revoked(a)
 			revoked++
 		}
+		ann.notHeld(found)
 		f["attempt_at"], f["retries"], f["reason"] = 0, 0, ""
 		if revoked > 0 || row.State == ledger.StateIssued || row.State == ledger.StateRevoked {
 			f["state"] = ledger.StateRevoked
@@ -195,7 +207,7 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	}
 
 	if len(found) > 0 {
-		return r.keep(ctx, row, token, f, found, timerAt)
+		return r.keep(ctx, row, token, f, found, timerAt, ann)
 	}
 
 	award, ok := rules.AwardFact(row.Facts, rules.Micros(now))
@@ -235,6 +247,7 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	if err := r.Ledger.Step(ctx, k, token, ledger.Fields{"attempt_at": now, "state": ledger.StatePending}); err != nil {
 		return outcome{}, err
 	}
+	ann.attempted = true
 	a, err := r.Host.Award(ctx, k.BadgeClass, req)
 	switch {
 	case err == nil, errors.Is(err, badgehost.ErrAlreadyAwarded):
@@ -250,7 +263,7 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 			}
 			again = []badgehost.Assertion{a}
 		}
-		out, kerr := r.keep(ctx, row, token, f, again, timerAt)
+		out, kerr := r.keep(ctx, row, token, f, again, timerAt, ann)
 		if kerr != nil {
 			return out, kerr
 		}
@@ -266,7 +279,7 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 }
 
 // keep records the earliest unrevoked assertion and revokes the others as duplicates.
-func (r *Reconciler) keep(ctx context.Context, row *ledger.Row, token string, f ledger.Fields, found []badgehost.Assertion, next time.Time) (outcome, error) {
+func (r *Reconciler) keep(ctx context.Context, row *ledger.Row, token string, f ledger.Fields, found []badgehost.Assertion, next time.Time, ann *announcements) (outcome, error) {
 	for _, dup := range found[1:] {
 		if err := r.Ledger.Renew(ctx, row.Key, token, r.Lease); err != nil {
 			return outcome{}, err
@@ -274,9 +287,11 @@ func (r *Reconciler) keep(ctx context.Context, row *ledger.Row, token string, f 
 		if err := r.Host.Revoke(ctx, dup.EntityID, ReasonDuplicate); err != nil {
 			return r.failed(ctx, row, f, "revoke duplicate", err, r.now())
 		}
+		ann.duplicateRevoked(dup)
 		r.Metrics.duplicateRevoked()
 		r.log().Warn("duplicate assertion revoked", "row", row.Key.String(), "user_id", row.Key.UserID, "kept", found[0].EntityID, "revoked", dup.EntityID)
 	}
+	ann.kept(found[0])
 	f["state"], f["entity_id"], f["open_badge_id"] = ledger.StateIssued, found[0].EntityID, found[0].OpenBadgeID
 	f["attempt_at"], f["retries"], f["reason"] = 0, 0, ""
 	r.Metrics.reconciled("issued")

@@ -37,6 +37,38 @@ type passingData struct {
 	eventData
 }
 
+// milestoneData is what a milestone rule's templates read: the learner and the counted courses.
+type milestoneData struct {
+	UserID    int64
+	Username  string
+	Name      string
+	Courses   []string // one course key per counted course, sorted
+	EventTime time.Time
+}
+
+// Learner is who a milestone is awarded to, from the learner record.
+type Learner struct {
+	UserID   int64
+	Username string
+	Name     string
+}
+
+// dataOf gives the template data of a kind: a zero value to check field names against, or the
+// sample that templates are tried on at Parse.
+func dataOf(kind edx.Kind, sample bool) any {
+	switch {
+	case kind == KindMilestone && sample:
+		return milestoneData{UserID: 42, Username: "sample_learner", Name: "Sample Learner",
+			Courses:   []string{"course-v1:OpenedX+DemoX+Demo_Course", "course-v1:OpenedX+DemoY+2024"},
+			EventTime: time.Date(2024, 5, 27, 12, 25, 45, 678901000, time.UTC)}
+	case kind == KindMilestone:
+		return milestoneData{}
+	case sample:
+		return templateData(sampleEvent(kind))
+	}
+	return templateData(edx.Event{Kind: kind})
+}
+
 // templateData gives the value a template of this kind executes against.
 func templateData(ev edx.Event) any {
 	common := eventData{
@@ -86,8 +118,16 @@ func (r *Rule) Render(ev edx.Event) (AwardText, error) {
 	if ev.Kind != r.Kind {
 		return AwardText{}, fmt.Errorf("rule %q: cannot render a %s event with a %s rule", r.Name, ev.Kind, r.Kind)
 	}
+	return r.render(templateData(ev))
+}
+
+// RenderMilestone renders a milestone rule's award text for a learner and the counted courses.
+func (r *Rule) RenderMilestone(who Learner, courses []string, at time.Time) (AwardText, error) {
+	return r.render(milestoneData{UserID: who.UserID, Username: who.Username, Name: who.Name, Courses: courses, EventTime: at})
+}
+
+func (r *Rule) render(data any) (AwardText, error) {
 	a := AwardText{Notify: r.Notify, ExpiresAfter: r.ExpiresAfter}
-	data := templateData(ev)
 	narrative, nerr := execute(r.narrative, data)
 	if nerr == nil {
 		a.Narrative = narrative
@@ -157,13 +197,13 @@ func compileTemplate(key, src string, kind edx.Kind) (*template.Template, error)
 	default:
 		return nil, fmt.Errorf("no escaping known for %s", key)
 	}
-	dataType := reflect.TypeOf(templateData(edx.Event{Kind: kind}))
+	dataType := reflect.TypeOf(dataOf(kind, false))
 	if t.Tree != nil && t.Tree.Root != nil {
 		if field := unknownField(t.Tree.Root, dataType, true); field != "" {
 			return nil, fmt.Errorf("%s events have no field .%s (fields: %s)", kind, field, fieldList(dataType))
 		}
 	}
-	if _, err := execute(t, templateData(sampleEvent(kind))); err != nil {
+	if _, err := execute(t, dataOf(kind, true)); err != nil {
 		return nil, fmt.Errorf("template fails: %s", strings.TrimPrefix(err.Error(), "template: "))
 	}
 	return t, nil

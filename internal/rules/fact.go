@@ -35,6 +35,9 @@ type Fact struct {
 	Since  int64    `json:"since,omitempty"` // failing: the earliest false after the latest true
 	// LastTrue is the latest supporting event; a failing fact without one never held the badge.
 	LastTrue int64 `json:"last_true,omitempty"`
+	// Until ends a supporting fact by itself (a milestone held by a passing course whose
+	// revoke_after runs out); 0 = it holds until a newer event says otherwise.
+	Until int64 `json:"until,omitempty"`
 
 	Event       edx.Kind      `json:"event"`
 	Revoke      bool          `json:"revoke"`
@@ -98,7 +101,7 @@ func Merge(old *Fact, u Update) (Fact, bool) {
 			// the safe (later) start.
 			f := *old
 			f.LastTrue = u.At
-			if f.Since <= u.At {
+			if f.Since < u.At { // a false at the true's own time still starts the run: it wins
 				f.Since = old.At
 			}
 			return f, f != *old
@@ -158,6 +161,12 @@ func Merge(old *Fact, u Update) (Fact, bool) {
 func (f Fact) Holds(now int64) (held bool, until int64) {
 	switch f.Kind {
 	case Supports:
+		if f.Until > 0 {
+			if now < f.Until {
+				return true, f.Until
+			}
+			return false, 0
+		}
 		return true, 0
 	case Failing:
 		if !f.Revoke {
@@ -188,7 +197,7 @@ func Desired(facts []Fact, now int64) (held bool, next int64) {
 	}
 	if held {
 		for _, f := range facts {
-			if f.Kind == Supports {
+			if f.Kind == Supports && f.Until == 0 {
 				// A supporting fact holds forever: no failing deadline changes the answer.
 				return true, 0
 			}

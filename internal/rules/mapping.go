@@ -1,4 +1,4 @@
-// Package mapping reads the YAML mapping file (CONTRACT section 6) that says which Open edX
+// Package rules holds every decision of what a learner should hold. It reads the YAML mapping file (CONTRACT section 6) that says which Open edX
 // certificate or course-passing signals make which badge class held, and renders the award text
 // (narrative, evidence URL) for a matching event.
 //
@@ -47,6 +47,11 @@ type Rule struct {
 	Courses    []string // course key patterns; * matches any run of characters
 	Modes      []string // certificate rules: the enrollment modes that award; empty = every mode
 	IncludeCCX bool     // passing rules: also match CCX runs of the courses, via their master course
+	MinGrade   float64  // certificate rules: the least grade that supports the rule (honours); 0 = any
+
+	// Milestone is the requirement of a milestone rule (Kind KindMilestone), over the learner
+	// record rather than one event; nil for single-course rules.
+	Milestone *Requirement
 
 	Revoke       bool          // take the badge away again (certificate revoked, or no longer passing)
 	RevokeAfter  time.Duration // passing rules: how long "not passing" must last before the revocation
@@ -102,4 +107,18 @@ func (m *Mapping) BadgeClasses() []string {
 		}
 	}
 	return out
+}
+
+// Only is the mapping reduced to the rule named name (bridge reevaluate --rule); false when the
+// mapping has no such rule.
+func (m *Mapping) Only(name string) (*Mapping, bool) {
+	if m == nil {
+		return nil, false
+	}
+	for _, r := range m.Rules {
+		if r.Name == name {
+			return &Mapping{Rules: []*Rule{r}}, true
+		}
+	}
+	return nil, false
 }

@@ -22,7 +22,7 @@ import (
 var (
 	topKeys  = []string{"badges"}
 	ruleKeys = []string{"name", "badge_class", "when", "revoke", "revoke_after", "notify", "narrative", "evidence_url", "expires_after"}
-	whenKeys = []string{"event", "courses", "modes", "include_ccx"}
+	whenKeys = []string{"event", "courses", "modes", "include_ccx", "min_grade", "milestone"}
 )
 
 // ccxPrefix starts a CCX course key; CCX runs only match rules with include_ccx.
@@ -215,6 +215,15 @@ func (p *parser) when(r *Rule, f map[string]entry, ruleLine int) (kindKnown bool
 		p.addf(when.line, "when: want a mapping with event, courses, modes, include_ccx")
 	default:
 		w = p.fields(wn, "when", whenKeys)
+		if e, ok := w["milestone"]; ok {
+			for _, key := range []string{"event", "courses", "modes", "include_ccx", "min_grade"} {
+				if other, ok := w[key]; ok {
+					p.addf(other.line, "when.%s: a milestone rule sets it inside when.milestone", key)
+				}
+			}
+			p.milestone(r, e)
+			return true
+		}
 		if e, ok := w["event"]; ok {
 			s, isStr := p.str("when.event", e)
 			switch kind := edx.Kind(s); {
@@ -253,6 +262,13 @@ func (p *parser) when(r *Rule, f map[string]entry, ruleLine int) (kindKnown bool
 			r.IncludeCCX = b
 		}
 	}
+	if e, ok := w["min_grade"]; ok {
+		if kindKnown && r.Kind != edx.KindCertificate {
+			p.addf(e.line, "when.min_grade: only certificate rules have a grade")
+		} else if g, ok := p.minGrade("when.min_grade", e); ok {
+			r.MinGrade = g
+		}
+	}
 	if kindKnown && !r.IncludeCCX {
 		p.ccxPatterns(r, w)
 	}
@@ -261,7 +277,7 @@ func (p *parser) when(r *Rule, f map[string]entry, ruleLine int) (kindKnown bool
 
 // revocation reads revoke and revoke_after, whose default and meaning depend on the kind.
 func (p *parser) revocation(r *Rule, f map[string]entry, kindKnown bool) {
-	r.Revoke = r.Kind == edx.KindCertificate
+	r.Revoke = r.Kind == edx.KindCertificate || (r.Kind == KindMilestone && !r.Milestone.passingOnly())
 	revokeGiven, revokeValid := false, true
 	if e, ok := f["revoke"]; ok {
 		b, valid := p.boolean("revoke", e)
@@ -272,6 +288,8 @@ func (p *parser) revocation(r *Rule, f map[string]entry, kindKnown bool) {
 	}
 	if e, ok := f["revoke_after"]; ok {
 		switch {
+		case r.Kind == KindMilestone:
+			p.addf(e.line, "revoke_after: a milestone sets it on its passing items, inside when.milestone")
 		case kindKnown && r.Kind != edx.KindPassing:
 			p.addf(e.line, "revoke_after: only passing rules have it (a certificate revocation applies at once)")
 		case revokeValid && !r.Revoke && revokeGiven:

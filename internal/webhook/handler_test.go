@@ -106,7 +106,7 @@ func TestAnswers(t *testing.T) {
 		{"bad json", post(`{"event_metadata": `, "application/json", true), &fakeIntake{}, 400, "malformed"},
 		{"unsupported content type", post("<xml/>", "application/xml", true), &fakeIntake{}, 415, ""},
 		{"oversize body", post(`{"x":"`+strings.Repeat("a", MaxBody)+`"}`, "application/json", true), &fakeIntake{}, 413, "1 MiB"},
-		{"unsupported event type", post(strings.Replace(string(good), "certificate.created.v1", "course.enrollment.created.v1", 1), "application/json", true), &fakeIntake{}, 200, "ignored"},
+		{"unsupported event type", post(strings.Replace(string(good), "certificate.created.v1", "course.unenrollment.completed.v1", 1), "application/json", true), &fakeIntake{}, 200, "ignored"},
 		{"deep JSON", post(strings.Repeat(`{"a":`, 5000)+"1"+strings.Repeat("}", 5000), "application/json", true), &fakeIntake{}, 400, "malformed"},
 		{"invalid UTF-8", post(strings.Replace(string(good), "Alice Liddell", "Alice \xff\xfe", 1), "application/json", true), &fakeIntake{}, 400, "UTF-8"},
 		{"name too long", post(strings.Replace(string(good), "Alice Liddell", strings.Repeat("A", 256), 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: longer than 255"},

@@ -34,12 +34,29 @@ var (
 )
 
 const (
-	badgeClass = "ChaosClass000000000001"
-	course     = "course-v1:Chaos+C101+2025"
-	stream     = "chaos-learning-certificate-lifecycle"
-	hookToken  = "chaos-webhook-token-0123456789abcdef0123"
-	adminToken = "chaos-admin-token-0123456789abcdef01234"
+	badgeClass   = "ChaosClass000000000001"
+	pathwayClass = "ChaosPathway0000000001"
+	stream       = "chaos-learning-certificate-lifecycle"
+	hookToken    = "chaos-webhook-token-0123456789abcdef0123"
+	adminToken   = "chaos-admin-token-0123456789abcdef01234"
 )
+
+// mapping: one course badge over every Chaos course, and a pathway over two of them.
+const mapping = `badges:
+  - name: Chaos
+    badge_class: ` + badgeClass + `
+    when:
+      courses: ["course-v1:Chaos+*"]
+    narrative: "Completed {{.CourseKey}}"
+  - name: Chaos pathway
+    badge_class: ` + pathwayClass + `
+    when:
+      milestone:
+        all_of:
+          - courses: ["course-v1:Chaos+C101+*"]
+          - courses: ["course-v1:Chaos+C202+*"]
+    narrative: "Completed the pathway: {{range .Courses}}{{.}} {{end}}"
+`
 
 type run struct {
 	t        *testing.T
@@ -69,15 +86,16 @@ func TestChaos(t *testing.T) {
 
 	db := testutil.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	busSrv := testutil.StartRedis(t)
-	sb := sandbox.New(sandbox.Options{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass}})
+	sb := sandbox.New(sandbox.Options{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass, pathwayClass}})
 	host := httptest.NewServer(sb)
 	defer host.Close()
 	sb.SetBaseURL(host.URL)
 
 	dir := t.TempDir()
 	mappingFile := filepath.Join(dir, "mapping.yaml")
-	os.WriteFile(mappingFile, []byte("badges:\n  - name: Chaos\n    badge_class: "+badgeClass+
-		"\n    when:\n      courses: [\"course-v1:Chaos+*\"]\n    narrative: \"Completed {{.CourseKey}}\"\n"), 0o600)
+	if err := os.WriteFile(mappingFile, []byte(mapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := []string{
 		"BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + host.URL,
 		"BRIDGE_BADGR_USERNAME=chaos-svc", "BRIDGE_BADGR_PASSWORD=chaos-password-0123",
@@ -122,25 +140,26 @@ func TestChaos(t *testing.T) {
 	faultsEnd := time.Now()
 	r.wait()
 
-	// Converged when the host matches the model for everyone and nothing is owed.
-	want := map[string]bool{}
+	// Converged when the host matches the model for everyone, for both badges, and nothing is owed.
+	courseWant, pathWant := map[string]expect{}, map[string]expect{}
 	for _, p := range people {
-		want[strings.ToLower(p.email)] = p.held
+		e := strings.ToLower(p.email)
+		courseWant[e], pathWant[e] = p.course, p.path
 	}
 	matchedAt := map[string]time.Time{}
 	deadline := faultsEnd.Add(*converge)
-	var final tally
+	var course, path tally
 	for {
-		final = r.tally(want)
+		course, path = r.tally(badgeClass, courseWant), r.tally(pathwayClass, pathWant)
 		now := time.Now()
-		for email, ok := range final.ok {
-			if !ok {
+		for email := range courseWant {
+			if !course.ok[email] || !path.ok[email] {
 				delete(matchedAt, email)
 			} else if _, seen := matchedAt[email]; !seen {
 				matchedAt[email] = now
 			}
 		}
-		if final.missing == 0 && final.duplicates == 0 && final.wronglyHeld == 0 && r.owed() == 0 && r.busDone() {
+		if course.clean() && path.clean() && r.owed() == 0 && r.busDone() {
 			break
 		}
 		if now.After(deadline) {
@@ -150,7 +169,7 @@ func TestChaos(t *testing.T) {
 	}
 	// One more settle period: late verifications must not change the answer.
 	time.Sleep(4 * time.Second)
-	final = r.tally(want)
+	course, path = r.tally(badgeClass, courseWant), r.tally(pathwayClass, pathWant)
 	var maxConverge time.Duration
 	for _, p := range people {
 		e := strings.ToLower(p.email)
@@ -162,28 +181,33 @@ func TestChaos(t *testing.T) {
 			maxConverge = m.Sub(from)
 		}
 	}
-	expected := 0
-	for _, h := range want {
-		if h {
-			expected++
-		}
+	row := func(name string, t tally) string {
+		return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d/%d | %d |\n", name, t.expected, t.found, t.duplicates,
+			t.missing, t.wronglyHeld, t.issuedExact, t.found, t.issuedWrong)
 	}
 	report := fmt.Sprintf(`
 chaos run: %d learners, seed %d, events over %s, outage %s
-| events sent | accepted | webhook resends | awards expected | found | duplicates | missing | wrongly held | max time to converge |
-|---|---|---|---|---|---|---|---|---|
-| %d | %d | %d | %d | %d | %d | %d | %d | %s |
+| events sent | accepted | webhook resends | max time to converge |
+|---|---|---|---|
+| %d | %d | %d | %s |
+
+| badge | awards expected | found | duplicates | missing | wrongly held | issuedOn as model | issuedOn impossible |
+|---|---|---|---|---|---|---|---|
 `, len(people), s, *spread, *outage, r.sent.Load(), r.answered.Load()+r.busSent.Load(), r.retried.Load(),
-		expected, final.found, final.duplicates, final.missing, final.wronglyHeld, maxConverge.Round(100*time.Millisecond))
+		maxConverge.Round(100*time.Millisecond)) +
+		row("course (any Chaos course)", course) + row("pathway (C101 and C202)", path)
 	fmt.Print(report)
 	t.Log(report)
 	// go test hides a passing package's output: CI asks for the table in a file to print it.
-	if path := os.Getenv("CHAOS_REPORT"); path != "" {
-		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+	if file := os.Getenv("CHAOS_REPORT"); file != "" {
+		if err := os.WriteFile(file, []byte(report), 0o644); err != nil {
 			t.Errorf("write chaos report: %v", err)
 		}
 	}
-	if final.missing != 0 || final.duplicates != 0 || final.wronglyHeld != 0 {
+	for _, p := range append(course.problems, path.problems...) {
+		t.Log(p)
+	}
+	if !course.clean() || !path.clean() || course.issuedWrong != 0 || path.issuedWrong != 0 {
 		t.Fatalf("the host does not match the model: %s", report)
 	}
 	if o := r.owed(); o != 0 {
@@ -198,34 +222,68 @@ chaos run: %d learners, seed %d, events over %s, outage %s
 }
 
 type tally struct {
-	found, duplicates, missing, wronglyHeld int
-	ok                                      map[string]bool
+	expected, found, duplicates, missing, wronglyHeld int
+	issuedExact, issuedWrong                          int // unrevoked assertions of held learners
+	ok                                                map[string]bool
+	problems                                          []string
 }
 
-func (r *run) tally(want map[string]bool) tally {
-	count := map[string]int{}
-	for _, a := range r.sandbox.Assertions(badgeClass) {
+func (t tally) clean() bool { return t.missing == 0 && t.duplicates == 0 && t.wronglyHeld == 0 }
+
+// tally compares the host's unrevoked assertions of one badge class with the model: one for
+// every learner who should hold it, none for the others, each with an issuedOn the model allows.
+func (r *run) tally(class string, want map[string]expect) tally {
+	held := map[string][]time.Time{}
+	for _, a := range r.sandbox.Assertions(class) {
 		if !a.Revoked {
-			count[a.Recipient]++
+			held[a.Recipient] = append(held[a.Recipient], a.IssuedOn)
 		}
 	}
 	t := tally{ok: map[string]bool{}}
-	for email, held := range want {
-		n := count[email]
+	for email, x := range want {
+		n := len(held[email])
+		if x.held {
+			t.expected++
+		}
 		switch {
-		case held && n == 1:
+		case x.held && n == 1:
 			t.found++
-		case held && n == 0:
+		case x.held && n == 0:
 			t.missing++
-		case held && n > 1:
+			t.problems = append(t.problems, fmt.Sprintf("%s %s: missing (%s)", class, email, x.story))
+		case x.held && n > 1:
 			t.found++
 			t.duplicates++
-		case !held && n > 0:
+			t.problems = append(t.problems, fmt.Sprintf("%s %s: %d unrevoked assertions (%s)", class, email, n, x.story))
+		case !x.held && n > 0:
 			t.wronglyHeld++
+			t.problems = append(t.problems, fmt.Sprintf("%s %s: wrongly held (%s)", class, email, x.story))
 		}
-		t.ok[email] = (held && n == 1) || (!held && n == 0)
+		if x.held && n > 0 {
+			on := held[email][0]
+			allowed := false
+			for us := range x.allowed {
+				allowed = allowed || sameIssuedOn(on, time.UnixMicro(us))
+			}
+			switch {
+			case sameIssuedOn(on, x.at):
+				t.issuedExact++
+			case !allowed:
+				t.issuedWrong++
+				t.problems = append(t.problems, fmt.Sprintf("%s %s: issuedOn %s, the model says %s (%s)",
+					class, email, on.UTC().Format(time.RFC3339Nano), x.at.Format(time.RFC3339Nano), x.story))
+			}
+		}
+		t.ok[email] = (x.held && n == 1) || (!x.held && n == 0)
 	}
 	return t
+}
+
+// sameIssuedOn: the host's issuedOn is the model's time, to the microsecond or cut to the
+// second — the Badgr client sends issuedOn as RFC 3339 without fractional seconds
+// (internal/badgr/assertions.go), although the host takes microseconds.
+func sameIssuedOn(host, model time.Time) bool {
+	return host.Equal(model) || host.Equal(model.Truncate(time.Second))
 }
 
 func (r *run) owed() int64 {
@@ -295,7 +353,7 @@ func payload(e event) map[string]any {
 	return map[string]any{"certificate": map[string]any{
 		"user": map[string]any{"id": e.uid, "is_active": true, "pii": map[string]any{
 			"username": fmt.Sprintf("chaos%d", e.uid), "email": e.email, "name": "Chaos Learner"}},
-		"course": map[string]any{"course_key": course, "display_name": "", "start": nil, "end": nil},
+		"course": map[string]any{"course_key": e.course, "display_name": "", "start": nil, "end": nil},
 		"mode":   "verified", "grade": "0.9", "download_url": "", "name": "Chaos Learner",
 		"current_status": e.status, "previous_status": "",
 	}}
@@ -344,4 +402,69 @@ func (r *run) deliver(e event) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	r.t.Errorf("webhook %s never accepted", e.id)
+}
+
+// The model itself, on hand-written stories: it must say what the contract says, or the chaos
+// run proves nothing.
+func TestModel(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
+	ev := func(typ, status, course string, at time.Time) event {
+		return event{typ: typ, status: status, course: course, at: at}
+	}
+	award := func(course string, at time.Time) event {
+		return ev(edx.TypeCertificateCreated, "downloadable", course, at)
+	}
+	revoke := func(course string, at time.Time) event {
+		return ev(edx.TypeCertificateRevoked, "notpassing", course, at)
+	}
+	for _, c := range []struct {
+		name             string
+		evs              []event
+		course, path     bool
+		courseAt, pathAt time.Time
+	}{
+		{"nothing", nil, false, false, time.Time{}, time.Time{}},
+		{"one course", []event{award(courseA, t0)}, true, false, t0, time.Time{}},
+		{"both, B completes", []event{award(courseB, t0.Add(time.Hour)), award(courseA, t0)}, true, true, t0, t0.Add(time.Hour)},
+		{"both at one time", []event{award(courseA, t0), award(courseB, t0)}, true, true, t0, t0},
+		{"A revoked later", []event{award(courseA, t0), award(courseB, t0), revoke(courseA, t0.Add(time.Hour))}, true, false, t0, time.Time{}},
+		{"revocation at the award's time wins", []event{revoke(courseA, t0), award(courseA, t0), award(courseB, t0)}, true, false, t0, time.Time{}},
+		{"a changed event with a revoking status revokes", []event{award(courseA, t0), award(courseB, t0),
+			ev(edx.TypeCertificateChanged, "unverified", courseB, t0)}, true, false, t0, time.Time{}},
+		{"a transient status changes nothing", []event{award(courseA, t0), award(courseB, t0),
+			ev(edx.TypeCertificateChanged, "generating", courseB, t0.Add(time.Hour)),
+			ev(edx.TypeCertificateChanged, "requesting", courseB, t0.Add(2*time.Hour))}, true, true, t0, t0.Add(time.Hour)},
+		{"an older revocation loses", []event{award(courseA, t0.Add(time.Hour)), revoke(courseA, t0), award(courseB, t0)}, true, true, t0, t0.Add(time.Hour)},
+		{"re-earned in the re-run completes it", []event{award(courseA, t0), revoke(courseA, t0.Add(time.Hour)),
+			award(courseARerun, t0.Add(2*time.Hour)), award(courseB, t0.Add(30*time.Minute))}, true, true, t0.Add(30 * time.Minute), t0.Add(2 * time.Hour)},
+		{"two runs of one course are one course", []event{award(courseA, t0), award(courseARerun, t0)}, true, false, t0, time.Time{}},
+		{"B revoked then earned again", []event{award(courseA, t0), award(courseB, t0), revoke(courseB, t0.Add(time.Hour)),
+			award(courseB, t0.Add(2*time.Hour))}, true, true, t0, t0.Add(2 * time.Hour)},
+	} {
+		if held, at := courseBadge(c.evs); held != c.course || !at.Equal(c.courseAt) {
+			t.Errorf("%s: course badge %v at %v, want %v at %v", c.name, held, at, c.course, c.courseAt)
+		}
+		if held, at := pathway(c.evs); held != c.path || !at.Equal(c.pathAt) {
+			t.Errorf("%s: pathway %v at %v, want %v at %v", c.name, held, at, c.path, c.pathAt)
+		}
+	}
+	// Every issuedOn some partial view allows: B revoked then earned again may be awarded before
+	// the revocation is heard (t0) and stay, or after (t0+2h).
+	x := expectOf([]event{award(courseA, t0), award(courseB, t0), revoke(courseB, t0.Add(time.Hour)), award(courseB, t0.Add(2*time.Hour))}, pathway)
+	if len(x.allowed) != 2 || !x.allowed[t0.UnixMicro()] || !x.allowed[t0.Add(2*time.Hour).UnixMicro()] {
+		t.Errorf("allowed issuedOn %v", x.allowed)
+	}
+	// The scenario covers every pair of stories, and the pathway is held by some and not others.
+	people := scenario(60, time.Minute, rand.New(rand.NewPCG(1, 2)))
+	held, events := 0, 0
+	for _, p := range people {
+		events += len(p.events)
+		if p.path.held {
+			held++
+		}
+	}
+	t.Logf("scenario: %d learners, %d events, pathway held by %d", len(people), events, held)
+	if held == 0 || held == len(people) {
+		t.Errorf("pathway held by %d of %d", held, len(people))
+	}
 }

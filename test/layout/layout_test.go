@@ -14,18 +14,21 @@ const module = "github.com/badgebridge/bridge/internal/"
 // forbidden lists, per package, what it must not import (directly or not). "intake" and below
 // are the core; the sources (webhook, eventbus, backfill) stand above intake.
 var forbidden = map[string][]string{
-	"edx":       {module},
-	"rules":     {module + "ledger", module + "intake", module + "queue", module + "reconcile", "github.com/redis/go-redis", "github.com/hibiken/asynq"},
-	"ledger":    {module + "intake", module + "queue", module + "reconcile", module + "badgr", module + "badgehost"},
-	"intake":    {module + "queue", module + "reconcile", module + "badgr", module + "webhook", module + "eventbus"},
-	"queue":     {module + "intake", module + "reconcile", module + "badgr"},
-	"reconcile": {module + "intake", module + "queue", module + "badgr", module + "sandbox"},
-	"badgehost": {module},
-	"badgr":     {module + "intake", module + "ledger", module + "queue", module + "reconcile", module + "rules", module + "sandbox"},
-	"sandbox":   {module + "badgr\x00", module + "intake", module + "ledger", module + "queue", module + "reconcile"},
-	"webhook":   {module + "queue", module + "reconcile", module + "badgr"},
-	"eventbus":  {module + "queue", module + "reconcile", module + "badgr"},
-	"backfill":  {module + "queue", module + "reconcile", module + "badgr"},
+	"edx":        {module},
+	"rules":      {module + "ledger", module + "intake", module + "queue", module + "reconcile", "github.com/redis/go-redis", "github.com/hibiken/asynq"},
+	"ledger":     {module + "intake", module + "queue", module + "reconcile", module + "badgr", module + "badgehost"},
+	"intake":     {module + "queue", module + "reconcile", module + "badgr", module + "webhook", module + "eventbus"},
+	"queue":      {module + "intake", module + "reconcile", module + "badgr"},
+	"reconcile":  {module + "intake", module + "queue", module + "badgr", module + "sandbox"},
+	"badgehost":  {module},
+	"badgr":      {module + "intake", module + "ledger", module + "queue", module + "reconcile", module + "rules", module + "sandbox"},
+	"sandbox":    {module + "badgr\x00", module + "intake", module + "ledger", module + "queue", module + "reconcile"},
+	"webhook":    {module + "queue", module + "reconcile", module + "badgr"},
+	"eventbus":   {module + "queue", module + "reconcile", module + "badgr"},
+	"backfill":   {module + "queue", module + "reconcile", module + "badgr"},
+	"reevaluate": {module + "queue", module + "reconcile", module + "badgr"},
+	// announce reaches rules only through ledger (which stores its facts), as queue does.
+	"announce": {module + "intake", module + "queue", module + "reconcile", module + "badgr", module + "sandbox", module + "webhook", module + "eventbus", module + "backfill", module + "admin"},
 }
 
 func TestDataFlowsDown(t *testing.T) {
