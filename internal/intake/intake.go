@@ -55,8 +55,9 @@ type Intake struct {
 	RecordAll bool
 }
 
-// Handle records ev and queues the reconciles it makes owed. Steps: facts and owed marks in one
-// atomic ledger write, then the jobs, then the event id. An error means the caller must not
+// Handle records ev and queues the reconciles it makes owed. Steps: facts, owed marks and the
+// event record in one atomic ledger write (contract 5 allows the event id there: the owed marks
+// bring a lost enqueue back), then the jobs. An error means the caller must not
 // acknowledge (503 / no XACK): every step is idempotent, so the resend is safe.
 func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result, error) {
 	if ev.ID != "" {
@@ -73,7 +74,20 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}, nil
 		}
 	}
-	res, rows, err := in.apply(ctx, ev)
+	var record func(Result, []ledger.RowKey) *ledger.EventRecord
+	if ev.ID != "" {
+		record = func(res Result, rows []ledger.RowKey) *ledger.EventRecord {
+			rec := &ledger.EventRecord{
+				ID: ev.ID, Type: ev.Type, Status: res.Status, Reason: res.Reason, UserID: ev.UserID,
+				Course: ev.Course.Raw, EventTime: ev.Time, ReceivedAt: in.now(), Via: via, Digest: ev.Digest(),
+			}
+			for _, k := range rows {
+				rec.Rows = append(rec.Rows, k.String())
+			}
+			return rec
+		}
+	}
+	res, rows, recorded, err := in.apply(ctx, ev, record)
 	var erased *ledger.ErasedError
 	if errors.As(err, &erased) {
 		// Recorded nowhere: an event record would hold the erased learner's id again.
@@ -89,13 +103,8 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		}
 		res.Jobs = append(res.Jobs, k.String())
 	}
-	if ev.ID != "" {
-		rec := ledger.EventRecord{
-			ID: ev.ID, Type: ev.Type, Status: res.Status, Reason: res.Reason, UserID: ev.UserID,
-			Course: ev.Course.Raw, EventTime: ev.Time, ReceivedAt: in.now(), Via: via, Rows: res.Jobs,
-			Digest: ev.Digest(),
-		}
-		if err := in.Ledger.RecordEvent(ctx, rec); err != nil {
+	if record != nil && !recorded {
+		if err := in.Ledger.RecordEvent(ctx, *record(res, rows)); err != nil {
 			return Result{}, err
 		}
 	}
@@ -104,35 +113,45 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 	return res, nil
 }
 
-func (in *Intake) apply(ctx context.Context, ev edx.Event) (Result, []ledger.RowKey, error) {
+// apply decides and records the event. recorded reports whether the event record was written
+// with the ledger change (record is nil for an event without an id).
+func (in *Intake) apply(ctx context.Context, ev edx.Event, record func(Result, []ledger.RowKey) *ledger.EventRecord) (res Result, rows []ledger.RowKey, recorded bool, err error) {
 	c, warn := in.Mapping.Change(ev, in.RecordAll)
 	if warn != nil {
 		in.log().Warn("award text incomplete", "user_id", ev.UserID, "course", ev.Course.Raw, "err", warn)
 	}
 	if c.Signal == edx.SignalNone && c.Outcome == nil {
-		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), nil, nil
+		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), nil, false, nil
 	}
 	if len(c.Updates) == 0 && c.Signal == edx.SignalSupports && c.Outcome == nil {
 		reason := fmt.Sprintf("no badge is mapped to %s", ev.Course.Raw)
 		if ev.Kind == edx.KindCertificate && ev.Mode != "" {
 			reason += " in mode " + ev.Mode
 		}
-		return ignored(reason), nil, nil
+		return ignored(reason), nil, false, nil
 	}
-	applied, err := in.Ledger.Apply(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c)
+	var withRecord func(ledger.Applied) *ledger.EventRecord
+	if record != nil {
+		withRecord = func(a ledger.Applied) *ledger.EventRecord { return record(resultOf(ev, c, a), a.Rows) }
+	}
+	applied, err := in.Ledger.ApplyRecorded(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c, withRecord)
 	if err != nil {
-		return Result{}, nil, err
+		return Result{}, nil, false, err
 	}
-	rows := applied.Rows
+	return resultOf(ev, c, applied), applied.Rows, withRecord != nil, nil
+}
+
+// resultOf says what the ledger change of an event amounts to.
+func resultOf(ev edx.Event, c rules.Change, applied ledger.Applied) Result {
 	switch {
-	case len(rows) > 0:
-		return Result{Status: StatusAccepted, Message: fmt.Sprintf("accepted: %d reconcile job(s) queued", len(rows))}, rows, nil
+	case len(applied.Rows) > 0:
+		return Result{Status: StatusAccepted, Message: fmt.Sprintf("accepted: %d reconcile job(s) queued", len(applied.Rows))}
 	case applied.Record:
-		return Result{Status: StatusAccepted, Message: "accepted: the learner record changed; no badge changes"}, nil, nil
+		return Result{Status: StatusAccepted, Message: "accepted: the learner record changed; no badge changes"}
 	case len(c.Updates) == 0 && c.Outcome == nil:
-		return ignored(fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw)), nil, nil
+		return ignored(fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw))
 	}
-	return Result{Status: StatusUnchanged, Message: "unchanged: the ledger already knew this (or something newer)"}, nil, nil
+	return Result{Status: StatusUnchanged, Message: "unchanged: the ledger already knew this (or something newer)"}
 }
 
 func ignored(reason string) Result {

@@ -52,81 +52,77 @@ type Applied struct {
 // mapping (or that matched under another mode), with the revoke settings stored in the fact.
 // An event no newer than the learner's erasure fails with *ErasedError.
 func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) (Applied, error) {
-	return l.apply(ctx, who, c, false)
+	return l.apply(ctx, who, c, false, nil)
+}
+
+// ApplyRecorded is Apply that also writes the event's record, built from what the change did,
+// in the same transaction (nil record: none). It saves the intake a round trip per event.
+func (l *Ledger) ApplyRecorded(ctx context.Context, who Learner, c rules.Change, record func(Applied) *EventRecord) (Applied, error) {
+	return l.apply(ctx, who, c, false, record)
 }
 
 // Preview is Apply without writing: the rows Apply would owe a reconcile, and whether the
 // learner record would change (bridge reevaluate without --yes).
 func (l *Ledger) Preview(ctx context.Context, who Learner, c rules.Change) (Applied, error) {
-	return l.apply(ctx, who, c, true)
+	return l.apply(ctx, who, c, true, nil)
 }
 
-func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry bool) (Applied, error) {
+func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry bool, record func(Applied) *EventRecord) (Applied, error) {
 	uid := who.UserID
 	for attempt := 0; attempt < maxTxRetries; attempt++ {
 		var changed []RowKey
 		var recordChanged bool
+		// The classes the change names are known before any read: their keys are watched and
+		// read in the first round trips; only a revocation or failing status that reaches
+		// other rows of the learner needs one more pair.
+		initial := c.Classes(nil)
 		err := l.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			changed, recordChanged = nil, false
-			erasedAt, err := tx.Get(ctx, l.erasedKey(uid)).Int64()
-			if err != nil && !errors.Is(err, redis.Nil) {
+			st := newSnapshot(c, uid)
+			if err := l.readSnapshot(ctx, tx, st, initial, true); err != nil {
 				return err
 			}
-			if err == nil && c.At <= erasedAt {
-				return &ErasedError{UserID: uid, ErasedAt: time.UnixMicro(erasedAt)}
+			if st.erasedAt != nil && c.At <= *st.erasedAt {
+				return &ErasedError{UserID: uid, ErasedAt: time.UnixMicro(*st.erasedAt)}
 			}
-			classes, err := tx.SMembers(ctx, l.userRowsKey(uid)).Result()
-			if err != nil {
-				return err
-			}
-			ordered := c.Classes(classes)
-			keys := []string{l.userKey(uid), l.recordKey(uid)}
-			for _, class := range ordered {
-				keys = append(keys, l.factsKey(RowKey{class, uid}), l.rowKey(RowKey{class, uid}))
-			}
-			if err := tx.Watch(ctx, keys...).Err(); err != nil {
-				return err
-			}
-			stored := rules.Stored{}
-			failed := map[string]bool{}
-			for _, class := range ordered {
-				k := RowKey{class, uid}
-				m, err := tx.HGetAll(ctx, l.factsKey(k)).Result()
-				if err != nil {
-					return err
+			classes := st.classes
+			var extra []string
+			for _, class := range c.Classes(classes) {
+				if !slices.Contains(initial, class) {
+					extra = append(extra, class)
 				}
-				if stored[class], err = decodeFacts(k, m); err != nil {
-					return err
-				}
-				state, err := tx.HGet(ctx, l.rowKey(k), "state").Result()
-				if err != nil && !errors.Is(err, redis.Nil) {
-					return err
-				}
-				failed[class] = state == StateFailed
 			}
-			var rec rules.Record
-			if c.Outcome != nil || c.Reevaluate {
-				if rec, err = l.readRecord(ctx, tx, uid); err != nil {
+			if len(extra) > 0 {
+				if err := l.readSnapshot(ctx, tx, st, extra, false); err != nil {
 					return err
 				}
 			}
+			stored, failed, rec, userAt := st.stored, st.failed, st.record, st.userAt
 			d := c.Decide(stored, rec, stamp(l.opts.Now()))
 			writes := d.Facts
-			if len(writes) == 0 && d.Run == nil {
-				return nil
-			}
-			if dry {
-				recordChanged = d.Run != nil
-				for class := range writes {
-					if d.Owed == nil || d.Owed[class] || !slices.Contains(classes, class) {
-						changed = append(changed, RowKey{class, uid})
-					}
+			recordChanged = d.Run != nil
+			for class := range writes {
+				// A reevaluation brings the facts of other rows up to date and owes them nothing.
+				if d.Owed == nil || d.Owed[class] || !slices.Contains(classes, class) {
+					changed = append(changed, RowKey{class, uid})
 				}
+			}
+			sort.Slice(changed, func(i, j int) bool { return changed[i].String() < changed[j].String() })
+			var event *EventRecord
+			if record != nil {
+				event = record(Applied{Rows: changed, Record: recordChanged})
+			}
+			if dry || (len(writes) == 0 && d.Run == nil && event == nil) {
 				return nil
 			}
-			userAt, _ := tx.HGet(ctx, l.userKey(uid), "email_at").Int64()
 			now := l.opts.Now()
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				if event != nil {
+					l.recordIn(ctx, p, *event)
+				}
+				if len(writes) == 0 && d.Run == nil {
+					return nil // only the event record
+				}
 				if who.Email != "" {
 					p.SAdd(ctx, l.userEmailsKey(uid), who.Email)
 					p.SAdd(ctx, l.emailKey(who.Email), uid)
@@ -137,17 +133,15 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 					}
 				}
 				if d.Run != nil {
-					recordChanged = true
 					b, _ := json.Marshal(d.Run)
 					p.HSet(ctx, l.recordKey(uid), c.Course, b)
 				}
 				for class, facts := range writes {
 					k := RowKey{class, uid}
 					p.HSet(ctx, l.factsKey(k), encodeFacts(facts))
-					if d.Owed != nil && !d.Owed[class] && slices.Contains(classes, class) {
-						continue // a reevaluation: the facts are brought up to date, nothing is owed
+					if !slices.Contains(changed, k) {
+						continue
 					}
-					changed = append(changed, k)
 					p.HIncrBy(ctx, l.rowKey(k), "version", 1)
 					p.HSetNX(ctx, l.rowKey(k), "state", StatePending)
 					if failed[class] {
@@ -165,7 +159,7 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 				return nil
 			})
 			return err
-		}, l.userRowsKey(uid), l.erasedKey(uid))
+		})
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
@@ -182,13 +176,88 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 	return Applied{}, fmt.Errorf("record facts of user %d: too much contention", uid)
 }
 
-// readRecord loads the learner record within the transaction.
-func (l *Ledger) readRecord(ctx context.Context, tx *redis.Tx, uid int64) (rules.Record, error) {
-	m, err := tx.HGetAll(ctx, l.recordKey(uid)).Result()
-	if err != nil {
-		return nil, err
+// snapshot is what an apply reads of a learner within its transaction.
+type snapshot struct {
+	c        rules.Change
+	uid      int64
+	erasedAt *int64   // the erasure tombstone, nil when none
+	classes  []string // the learner's rows
+	stored   rules.Stored
+	failed   map[string]bool
+	record   rules.Record
+	userAt   int64 // event time of the learner's current address
+}
+
+func newSnapshot(c rules.Change, uid int64) *snapshot {
+	return &snapshot{c: c, uid: uid, stored: rules.Stored{}, failed: map[string]bool{}}
+}
+
+// classKeys are the keys of the learner's rows of these classes (facts and row).
+func (l *Ledger) classKeys(uid int64, classes []string) []string {
+	keys := make([]string, 0, 2*len(classes))
+	for _, class := range classes {
+		keys = append(keys, l.factsKey(RowKey{class, uid}), l.rowKey(RowKey{class, uid}))
 	}
-	return decodeRecord(uid, m)
+	return keys
+}
+
+// readSnapshot watches and reads, in one round trip, the facts and state of classes and, with
+// first, the learner's tombstone, rows, record and current address time. The WATCH goes in the
+// same pipeline, ahead of the reads: Redis runs them in order, so the reads are watched.
+func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, classes []string, first bool) error {
+	uid := st.uid
+	var erased *redis.StringCmd
+	var rows *redis.StringSliceCmd
+	var record *redis.MapStringStringCmd
+	var userAt *redis.StringCmd
+	facts := make([]*redis.MapStringStringCmd, len(classes))
+	states := make([]*redis.StringCmd, len(classes))
+	watch := []any{"watch"}
+	if first {
+		watch = append(watch, l.userRowsKey(uid), l.erasedKey(uid), l.userKey(uid), l.recordKey(uid))
+	}
+	for _, k := range l.classKeys(uid, classes) {
+		watch = append(watch, k)
+	}
+	_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, watch...)
+		if first {
+			erased = p.Get(ctx, l.erasedKey(uid))
+			rows = p.SMembers(ctx, l.userRowsKey(uid))
+			userAt = p.HGet(ctx, l.userKey(uid), "email_at")
+			if st.c.Outcome != nil || st.c.Reevaluate {
+				record = p.HGetAll(ctx, l.recordKey(uid))
+			}
+		}
+		for i, class := range classes {
+			facts[i] = p.HGetAll(ctx, l.factsKey(RowKey{class, uid}))
+			states[i] = p.HGet(ctx, l.rowKey(RowKey{class, uid}), "state")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if first {
+		if v, err := erased.Int64(); err == nil {
+			st.erasedAt = &v
+		}
+		st.classes = rows.Val()
+		st.userAt, _ = userAt.Int64()
+		if record != nil {
+			if st.record, err = decodeRecord(uid, record.Val()); err != nil {
+				return err
+			}
+		}
+	}
+	for i, class := range classes {
+		k := RowKey{class, uid}
+		if st.stored[class], err = decodeFacts(k, facts[i].Val()); err != nil {
+			return err
+		}
+		st.failed[class] = states[i].Val() == StateFailed
+	}
+	return nil
 }
 
 func decodeRecord(uid int64, m map[string]string) (rules.Record, error) {

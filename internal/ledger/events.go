@@ -69,24 +69,29 @@ end
 redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) / 1000))
 return 1`)
 
-// RecordEvent stores the event record last, after its jobs are queued, so a failure before it
-// leaves the event unseen and a resend redoes the (idempotent) steps. An existing record is kept.
-// The record expires after the event retention; so does the learner's index of records.
+// RecordEvent stores the event record (an event whose record does not go with a ledger change:
+// one answered ignored before any). An existing record is kept. The record expires after the
+// event retention; so does the learner's index of records.
 func (l *Ledger) RecordEvent(ctx context.Context, rec EventRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		l.recordIn(ctx, p, rec)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("record event: %w", err)
 	}
+	return nil
+}
+
+// recordIn queues the writes of an event record on p (a pipeline or a transaction).
+func (l *Ledger) recordIn(ctx context.Context, p redis.Pipeliner, rec EventRecord) {
+	b, _ := json.Marshal(rec)
 	keys := []string{l.eventKey(rec.ID)}
 	if rec.UserID != 0 {
 		// Indexed by learner so an erase can find them.
 		keys = append(keys, l.userEventsKey(rec.UserID))
 	}
-	now := l.opts.Now()
-	err = recordScript.Run(ctx, l.rdb, keys, b, l.opts.EventRetention.Microseconds(), stamp(now),
-		MaxEventsPerLearner, l.eventKey(""), rec.ID).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("record event: %w", err)
-	}
-	return nil
+	// EVAL, not EVALSHA: in a pipeline or MULTI a missing script cache could not be retried.
+	recordScript.Eval(ctx, p, keys, b, l.opts.EventRetention.Microseconds(), stamp(l.opts.Now()),
+		MaxEventsPerLearner, l.eventKey(""), rec.ID)
 }

@@ -249,6 +249,16 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	}
 	ann.attempted = true
 	a, err := r.Host.Award(ctx, k.BadgeClass, req)
+	if err == nil && a.EntityID != "" && r.Ledger.Renew(ctx, k, token, r.Lease) == nil {
+		// A clean 201 while this job still held the row: no other POST for the row can have
+		// run meanwhile, so the assertion is the row's and needs neither a look-up nor a
+		// verification (contract 5): two host requests per award.
+		out, kerr := r.keep(ctx, row, token, f, []badgehost.Assertion{a}, timerAt, ann)
+		if kerr == nil {
+			r.log().Info("badge awarded", "row", k.String(), "user_id", k.UserID, "badge_class", k.BadgeClass, "entity_id", a.EntityID)
+		}
+		return out, kerr
+	}
 	switch {
 	case err == nil, errors.Is(err, badgehost.ErrAlreadyAwarded):
 		again, lerr := r.Host.Lookup(ctx, k.BadgeClass, emails)
@@ -267,8 +277,9 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 		if kerr != nil {
 			return out, kerr
 		}
-		// Every POST is verified once more after BRIDGE_SETTLE: a concurrent or late-committed
-		// duplicate is revoked then.
+		// An outcome that was not a clean 201 within the lease ("already exists", or the lease
+		// ran out during the POST) is verified once more after BRIDGE_SETTLE: a concurrent or
+		// late-committed duplicate is revoked then.
 		out.next = earliest(out.next, now.Add(r.Settle))
 		r.log().Info("badge awarded", "row", k.String(), "user_id", k.UserID, "badge_class", k.BadgeClass, "entity_id", out.fields["entity_id"])
 		return out, nil

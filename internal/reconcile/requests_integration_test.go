@@ -1,0 +1,72 @@
+package reconcile
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+	"github.com/badgebridge/bridge/internal/edx"
+	"github.com/badgebridge/bridge/internal/intake"
+	"github.com/badgebridge/bridge/internal/ledger"
+	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/testutil"
+)
+
+// leaseThief takes the row's lock away while the award POST is in flight, as an expired lease
+// would let another job do.
+type leaseThief struct {
+	*guardHost
+	steal func()
+}
+
+func (h leaseThief) Award(ctx context.Context, class string, req badgehost.AwardRequest) (badgehost.Assertion, error) {
+	h.steal()
+	return h.guardHost.Award(ctx, class, req)
+}
+
+// A clean 201 within the lease costs two host requests (look-up, POST) and no verification; a
+// POST during which the lease ran out is looked up again and verified after BRIDGE_SETTLE.
+func TestHostRequestsPerAward(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		ctx := context.Background()
+		rdb := testutil.StartRedis(t).Client(t)
+		m, err := rules.Parse([]byte(testutil.TestMapping))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := ledger.New(rdb, ledger.Options{})
+		enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
+		in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
+		ev := testutil.CertEvent("r-1", 78, "req@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
+		if _, err := in.Handle(ctx, ev, "test"); err != nil {
+			t.Fatal(err)
+		}
+		k := ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 78}
+		g := &guardHost{}
+		var host badgehost.Host = g
+		if lost {
+			host = leaseThief{guardHost: g, steal: func() { rdb.Set(ctx, "bb:lock:"+k.String(), "another job", time.Minute) }}
+		}
+		rec := &Reconciler{Ledger: l, Host: host, Scheduler: enq, Log: slog.New(slog.DiscardHandler), Settle: time.Minute, Lease: time.Minute, MaxRetry: 3}
+		if err := rec.Reconcile(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		calls := g.take()
+		r, _ := l.Read(ctx, k)
+		if !lost {
+			if !slices.Equal(calls, []string{"list", "award"}) || r.State != ledger.StateIssued || !r.NextCheck.IsZero() {
+				t.Fatalf("clean award: calls %v, state %s, next check %v; want [list award], issued, none", calls, r.State, r.NextCheck)
+			}
+			continue
+		}
+		if !slices.Equal(calls, []string{"list", "award", "list"}) {
+			t.Fatalf("award with a lost lease: calls %v, want a look-up after the POST", calls)
+		}
+	}
+}
