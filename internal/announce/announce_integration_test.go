@@ -92,7 +92,7 @@ func newRig(t *testing.T) *rig {
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), r.ledger, time.Minute)
 	r.intake = &intake.Intake{Ledger: r.ledger, Mapping: m, Enqueuer: enq, Log: log}
 	r.rec = &reconcile.Reconciler{Ledger: r.ledger, Host: r.host, Scheduler: enq, Log: log, Settle: time.Minute,
-		Lease: 30 * time.Second, MaxRetry: 5, Now: func() time.Time { r.mu.Lock(); defer r.mu.Unlock(); return time.Now().Add(r.offset) }}
+		Lease: 30 * time.Second, MaxRetry: 5, Announce: true, Now: func() time.Time { r.mu.Lock(); defer r.mu.Unlock(); return time.Now().Add(r.offset) }}
 	r.pub = New(Config{Ledger: r.ledger, Bus: r.busRdb, Stream: stream, Host: r.host, Log: log,
 		Meta: Meta{SourceHost: "test"}, Poll: 20 * time.Millisecond})
 	return r

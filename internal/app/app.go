@@ -149,6 +149,7 @@ func (a *App) Run(ctx context.Context) error {
 		rec := &reconcile.Reconciler{
 			Ledger: p.ledger, Host: p.host, Scheduler: enq, Log: a.log, Settle: cfg.Settle,
 			Lease: lease, MaxRetry: cfg.MaxRetry, Metrics: reconcile.NewMetrics(p.registry),
+			Announce: cfg.EventBusBadgeStream != "",
 		}
 		// A claimed row is looked at again only after a job could have run a whole lease.
 		sw := &queue.Sweeper{Ledger: p.ledger, Enqueuer: enq, Log: a.log, Requeue: lease + 30*time.Second, Metrics: queue.NewMetrics(p.registry)}

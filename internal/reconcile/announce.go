@@ -27,14 +27,18 @@ type announcements struct {
 	row       *ledger.Row
 	attempted bool
 	now       func() time.Time
+	off       bool // announcements are not configured: the outbox is not written at all
 	list      []ledger.Announcement
 }
 
-func newAnnouncements(row *ledger.Row, now func() time.Time) *announcements {
-	return &announcements{row: row, attempted: !row.AttemptAt.IsZero(), now: now}
+func newAnnouncements(row *ledger.Row, now func() time.Time, on bool) *announcements {
+	return &announcements{row: row, attempted: !row.AttemptAt.IsZero(), now: now, off: !on}
 }
 
 func (a *announcements) add(kind string, x badgehost.Assertion) {
+	if a.off {
+		return
+	}
 	a.list = append(a.list, ledger.Announcement{
 		Kind: kind, Row: a.row.Key, EntityID: x.EntityID, OpenBadgeID: x.OpenBadgeID, At: a.now(),
 	})

@@ -36,6 +36,9 @@ type Reconciler struct {
 	MaxRetry  int
 	Now       func() time.Time
 	Metrics   *Metrics
+	// Announce writes an outbox entry for every assertion created or revoked, in the same
+	// step as the row (contract 9.4); off when no badge stream is configured.
+	Announce bool
 }
 
 // Revocation reasons sent to the host.
@@ -120,7 +123,7 @@ func (r *Reconciler) reconcile(ctx context.Context, k ledger.RowKey, id string) 
 		r.Metrics.reconciled("current")
 		return false, nil // a duplicate job: an earlier one already did this version
 	}
-	ann := newAnnouncements(row, r.now)
+	ann := newAnnouncements(row, r.now, r.Announce)
 	out, err := r.converge(ctx, row, token, now, ann)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, ledger.ErrRowGone) {

@@ -70,3 +70,31 @@ func TestHostRequestsPerAward(t *testing.T) {
 		}
 	}
 }
+
+// Without a badge stream configured, nothing is written to the announcement outbox.
+func TestNoOutboxWithoutAnnouncements(t *testing.T) {
+	ctx := context.Background()
+	rdb := testutil.StartRedis(t).Client(t)
+	m, err := rules.Parse([]byte(testutil.TestMapping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(rdb, ledger.Options{})
+	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
+	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
+	ev := testutil.CertEvent("o-1", 79, "out@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
+	if _, err := in.Handle(ctx, ev, "test"); err != nil {
+		t.Fatal(err)
+	}
+	k := ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 79}
+	rec := &Reconciler{Ledger: l, Host: &guardHost{}, Scheduler: enq, Log: slog.New(slog.DiscardHandler), Settle: time.Minute, Lease: time.Minute, MaxRetry: 3}
+	if err := rec.Reconcile(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := l.Read(ctx, k); r == nil || r.State != ledger.StateIssued {
+		t.Fatalf("row %+v, want issued", r)
+	}
+	if keys := rdb.Keys(ctx, "bb:announce:*").Val(); len(keys) != 0 {
+		t.Fatalf("outbox written with announcements off: %v", keys)
+	}
+}

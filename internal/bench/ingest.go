@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/badgebridge/bridge/internal/app"
+)
+
+// ingestLevel is the webhook figure at one concurrency, with its baseline.
+type ingestLevel struct {
+	Conc   int
+	Bridge loadResult
+	Raw    loadResult
+	CPU    cpuUse // of the bridge part
+}
+
+// ingestResult is the webhook phase.
+type ingestResult struct {
+	Levels []ingestLevel
+	// BytesPerEvent is the growth of Redis's used_memory per accepted event (a new learner,
+	// row, event record and queued job each).
+	BytesPerEvent float64
+}
+
+// rawQueue is where the baseline enqueues, on database 1 so it never mixes with the bridge's
+// keys and can be flushed after each level.
+const rawQueue = "bench-raw"
+
+// runIngest measures webhook ingest at each concurrency against raw asynq Enqueue of the same
+// bodies on the same Redis. The bridge runs as `serve` (the web role): no worker competes for
+// the cores, as the issue's figure is the intake's.
+func (b *Bench) runIngest(ctx context.Context) (ingestResult, error) {
+	var out ingestResult
+	br, err := startBridge(ctx, bridgeOptions{Command: app.CmdServe, RedisURL: b.redis.url(0), MappingFile: b.mapping,
+		RateLimit: b.cfg.Rate, Concurrency: b.cfg.Concurrency}, b.bridgeLog)
+	if err != nil {
+		return out, err
+	}
+	defer func() {
+		if err := br.stop(); err != nil {
+			b.log.Warn("stop bridge", "err", err)
+		}
+	}()
+	url := "http://" + br.app.HTTPAddr + "/v1/webhooks/openedx"
+
+	raw := b.redis.client(1)
+	defer raw.Close()
+	aq := asynq.NewClientFromRedisClient(raw)
+	own := b.redis.client(0)
+	defer own.Close()
+
+	var grew int64
+	var accepted int
+	for _, c := range b.cfg.IngestConc {
+		n := b.cfg.IngestN
+		bodies := make([][]byte, n)
+		first := b.nextLearners(n)
+		for i := range bodies {
+			if bodies[i], err = webhookBody(first + int64(i)); err != nil {
+				return out, err
+			}
+		}
+		lvl := ingestLevel{Conc: c}
+
+		lvl.Raw = runLoad(ctx, c, n, b.cfg.IngestTime, func(ctx context.Context, i int) error {
+			_, err := aq.EnqueueContext(ctx, asynq.NewTask("bench:raw", bodies[i]), asynq.Queue(rawQueue), asynq.MaxRetry(0))
+			return err
+		})
+		if err := raw.FlushDB(ctx).Err(); err != nil {
+			return out, fmt.Errorf("flush baseline database: %w", err)
+		}
+
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true,
+		}}
+		before, err := usedMemory(ctx, own)
+		if err != nil {
+			return out, err
+		}
+		stopProfile, err := b.profile(fmt.Sprintf("ingest-c%d", c))
+		if err != nil {
+			return out, err
+		}
+		mark := b.cpuMark(ctx)
+		lvl.Bridge = runLoad(ctx, c, n, b.cfg.IngestTime, func(ctx context.Context, i int) error {
+			return postWebhook(ctx, client, url, bodies[i])
+		})
+		lvl.CPU = mark.since(ctx)
+		stopProfile()
+		client.CloseIdleConnections()
+		after, err := usedMemory(ctx, own)
+		if err != nil {
+			return out, err
+		}
+		grew += after - before
+		accepted += lvl.Bridge.OK
+		out.Levels = append(out.Levels, lvl)
+		b.log.Info("ingest", "concurrency", c, "bridge_per_s", int(lvl.Bridge.rate()), "raw_per_s", int(lvl.Raw.rate()))
+	}
+	if accepted > 0 {
+		out.BytesPerEvent = float64(grew) / float64(accepted)
+	}
+	return out, nil
+}
+
+// postWebhook sends one event with the bearer token and wants 200 "accepted".
+func postWebhook(ctx context.Context, c *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("webhook answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"accepted"`)) {
+		return fmt.Errorf("webhook answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer))
+	}
+	return nil
+}

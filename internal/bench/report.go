@@ -1,0 +1,270 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Targets of issue 10, in the benchmark only.
+const (
+	targetIngestRatio  = 0.3
+	targetIngestP99    = 20 * time.Millisecond
+	targetBusRatio     = 0.8
+	targetAwardRatio   = 0.85
+	targetLivePerAward = 2.0
+	targetBackfill     = 10 * time.Minute
+	targetRSS          = 64 << 20
+	backfillLearners   = 100_000
+)
+
+// row is one line of the table.
+type row struct {
+	figure, measured, baseline, ratio, target, met string
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// Report writes the run as markdown: the machine, the table of figures against their baselines
+// and targets, then the details the table leans on (requests by kind, CPU, Redis key families).
+func Report(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s, %s/%s. Run took %s.\n\n", runtime.NumCPU(), cpuModel(),
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, r.Wall.Round(time.Second))
+	rows := figures(r)
+	fmt.Fprintln(w, "| figure | measured | baseline | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, x := range rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", x.figure, x.measured, x.baseline, x.ratio, x.target, x.met)
+	}
+	details(w, r)
+	for _, phase := range r.Config.Phases {
+		if err := r.PhaseError[phase]; err != nil {
+			fmt.Fprintf(w, "\nPhase %s failed: %v\n", phase, err)
+		}
+	}
+}
+
+func figures(r *Results) []row {
+	var rows []row
+	if in := r.Ingest; in != nil {
+		for _, l := range in.Levels {
+			x := row{
+				figure: fmt.Sprintf("webhook ingest, c = %d (req/s, p50/p99)", l.Conc),
+				measured: fmt.Sprintf("%.0f/s, %s / %s", l.Bridge.rate(), ms(percentile(l.Bridge.Latencies, 50)),
+					ms(percentile(l.Bridge.Latencies, 99))),
+				baseline: fmt.Sprintf("raw Enqueue %.0f/s, %s / %s", l.Raw.rate(), ms(percentile(l.Raw.Latencies, 50)),
+					ms(percentile(l.Raw.Latencies, 99))),
+				target: "—", met: "—",
+			}
+			ratio := 0.0
+			if l.Raw.rate() > 0 {
+				ratio = l.Bridge.rate() / l.Raw.rate()
+			}
+			x.ratio = fmt.Sprintf("%.2f", ratio)
+			if l.Bridge.Failed > 0 {
+				x.measured += fmt.Sprintf(" (%d failed)", l.Bridge.Failed)
+			}
+			if l.Conc == 64 {
+				x.target = fmt.Sprintf("≥ %.1f, p99 < %s", targetIngestRatio, ms(targetIngestP99))
+				x.met = yesNo(ratio >= targetIngestRatio && percentile(l.Bridge.Latencies, 99) < targetIngestP99)
+			}
+			rows = append(rows, x)
+		}
+		rows = append(rows, row{figure: "Redis memory per accepted webhook event (new learner, row, event record, queued job)",
+			measured: fmt.Sprintf("%.0f B", in.BytesPerEvent), baseline: "—", ratio: "—", target: "—", met: "—"})
+	}
+	if b := r.Bus; b != nil {
+		x := row{
+			figure:   fmt.Sprintf("event-bus intake, %d entries (time to acknowledge all)", b.N),
+			measured: busFigure(b.Bridge, b.BridgeN), baseline: "XREADGROUP + Enqueue + XACK: " + busFigure(b.Raw, b.RawN),
+			target: fmt.Sprintf("≥ %.1f", targetBusRatio),
+		}
+		ratio := 0.0
+		if b.BridgeN == b.N && b.RawN == b.N && b.Bridge > 0 {
+			ratio = b.Raw.Seconds() / b.Bridge.Seconds()
+		}
+		x.ratio, x.met = fmt.Sprintf("%.2f", ratio), yesNo(ratio >= targetBusRatio)
+		rows = append(rows, x)
+	}
+	cfg := r.Config
+	for _, is := range []*issueResult{r.Issue, r.IssueRate} {
+		if is == nil {
+			continue
+		}
+		rpa := is.requestsPerAward()
+		bound := expected(cfg.Concurrency, cfg.Latency, is.Rate, rpa)
+		rate := is.awardsPerSecond()
+		x := row{
+			figure: fmt.Sprintf("issuance, %d awards, L = %s, C = %d, R = %s", is.N, cfg.Latency, cfg.Concurrency, rateName(is.Rate)),
+			measured: fmt.Sprintf("%.1f awards/s (%d in %s), %d × 429 after 1 s", rate, is.Awarded,
+				is.Elapsed.Round(10*time.Millisecond), is.Late429),
+			baseline: fmt.Sprintf("min(C/L, R/req per award) = %.1f/s; serial bound min(C/(L·req per award), R/req per award) = %.1f/s",
+				bound, serialBound(cfg.Concurrency, cfg.Latency, is.Rate, rpa)),
+			target: fmt.Sprintf("≥ %.2f, no 429 after 1 s", targetAwardRatio),
+		}
+		ratio := 0.0
+		if bound > 0 && !math.IsInf(bound, 1) {
+			ratio = rate / bound
+		}
+		x.ratio, x.met = fmt.Sprintf("%.2f", ratio), yesNo(ratio >= targetAwardRatio && is.Late429 == 0 && is.Err == nil)
+		if sb := serialBound(cfg.Concurrency, cfg.Latency, is.Rate, rpa); sb > 0 && !math.IsInf(sb, 1) {
+			x.ratio += fmt.Sprintf(" (%.2f of the serial bound)", rate/sb)
+		}
+		rows = append(rows, x)
+		rows = append(rows, row{figure: fmt.Sprintf("host requests per live award (R = %s)", rateName(is.Rate)),
+			measured: fmt.Sprintf("%.2f", rpa), baseline: "—", ratio: "—",
+			target: fmt.Sprintf("≤ %.0f", targetLivePerAward), met: yesNo(rpa > 0 && rpa <= targetLivePerAward)})
+	}
+	if is := r.IssueRate; is != nil && is.awardsPerSecond() > 0 {
+		t := time.Duration(float64(backfillLearners) / is.awardsPerSecond() * float64(time.Second))
+		rows = append(rows, row{figure: fmt.Sprintf("100,000-learner backfill at R = %d (live awards, extrapolated)", is.Rate),
+			measured: t.Round(time.Second).String(), baseline: "—", ratio: "—", target: "< " + targetBackfill.String(),
+			met: yesNo(t < targetBackfill)})
+	}
+	if is := r.Issue; is != nil && is.BytesPerAward > 0 {
+		rows = append(rows, row{figure: "Redis memory per awarded learner (queue drained)", measured: fmt.Sprintf("%.0f B", is.BytesPerAward),
+			baseline: "—", ratio: "—", target: "—", met: "—"})
+	}
+	if e := r.E2E; e != nil {
+		x := row{figure: fmt.Sprintf("end to end at idle, signal to 201, host latency 0, R = %s (p50/p99)", rateName(cfg.Rate)),
+			measured: fmt.Sprintf("%s / %s (%d samples)", ms(percentile(e.Latencies, 50)), ms(percentile(e.Latencies, 99)), len(e.Latencies)),
+			baseline: "—", ratio: "—", target: "—", met: "—"}
+		if e.Missed > 0 {
+			x.measured += fmt.Sprintf(", %d missed", e.Missed)
+		}
+		rows = append(rows, x)
+	}
+	rows = append(rows,
+		row{figure: "peak RSS, benchmark process (bridge + fake host + load generator)", measured: mib(r.PeakRSS),
+			baseline: "—", ratio: "—", target: "< 64 MiB per process", met: yesNo(r.PeakRSS > 0 && r.PeakRSS < targetRSS)},
+		row{figure: "peak RSS, redis-server", measured: mib(r.RedisRSS), baseline: "—", ratio: "—", target: "—", met: "—"})
+	return rows
+}
+
+func busFigure(d time.Duration, n int) string {
+	if d <= 0 {
+		return fmt.Sprintf("%d acknowledged", n)
+	}
+	return fmt.Sprintf("%s (%.0f/s)", d.Round(time.Millisecond), float64(n)/d.Seconds())
+}
+
+func rateName(r int) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%d/s", r)
+}
+
+// details lists what explains the figures: host requests by kind, CPU per phase, Redis keys.
+func details(w io.Writer, r *Results) {
+	for _, is := range []*issueResult{r.Issue, r.IssueRate} {
+		if is == nil || len(is.Counts) == 0 {
+			continue
+		}
+		kinds := make([]string, 0, len(is.Counts))
+		for k := range is.Counts {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		parts := make([]string, 0, len(kinds))
+		for _, k := range kinds {
+			parts = append(parts, fmt.Sprintf("%s %d", k, is.Counts[k]))
+		}
+		fmt.Fprintf(w, "\nHost requests, %s (%d awards): %s.", is.Name, is.Awarded, strings.Join(parts, ", "))
+		if is.Err != nil {
+			fmt.Fprintf(w, " Not finished: %v.", is.Err)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\n| phase | wall | CPU, this process | CPU, redis-server |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	cpuRow := func(name string, c cpuUse) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, c.Wall.Round(time.Millisecond), c.Self.Round(time.Millisecond), c.Redis.Round(time.Millisecond))
+	}
+	if r.Ingest != nil {
+		for _, l := range r.Ingest.Levels {
+			cpuRow(fmt.Sprintf("webhook ingest, c = %d, %d requests", l.Conc, l.Bridge.OK), l.CPU)
+		}
+	}
+	if r.Bus != nil {
+		cpuRow(fmt.Sprintf("event-bus intake, %d entries", r.Bus.BridgeN), r.Bus.BridgeCPU)
+	}
+	for _, is := range []*issueResult{r.Issue, r.IssueRate} {
+		if is != nil {
+			cpuRow(fmt.Sprintf("issuance %s, %d awards", is.Name, is.Awarded), is.CPU)
+		}
+	}
+	if r.Ingest != nil && len(r.Ingest.Levels) > 0 {
+		l := r.Ingest.Levels[len(r.Ingest.Levels)-1]
+		commandsPer(w, fmt.Sprintf("webhook event (c = %d)", l.Conc), l.CPU.Commands, l.Bridge.OK)
+	}
+	if r.Bus != nil {
+		commandsPer(w, "event-bus entry (workers running at R)", r.Bus.BridgeCPU.Commands, r.Bus.BridgeN)
+	}
+	if r.Issue != nil {
+		commandsPer(w, "award ("+r.Issue.Name+")", r.Issue.CPU.Commands, r.Issue.Awarded)
+	}
+	if is := r.Issue; is != nil && len(is.Families) > 0 && is.Awarded > 0 {
+		fmt.Fprintf(w, "\nRedis keys after issuance %s (%d awarded learners, queue drained):\n\n", is.Name, is.Awarded)
+		fmt.Fprintln(w, "| key family | keys | bytes | bytes per learner |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, f := range is.Families {
+			fmt.Fprintf(w, "| `%s` | %d | %d | %.0f |\n", f.Name, f.Keys, f.Bytes, float64(f.Bytes)/float64(is.Awarded))
+		}
+	}
+}
+
+// commandsPer lists the Redis commands a phase ran per unit of work, most frequent first
+// (commands run inside scripts included: Redis counts them too).
+func commandsPer(w io.Writer, unit string, cmds map[string]int64, n int) {
+	if n == 0 || len(cmds) == 0 {
+		return
+	}
+	names := make([]string, 0, len(cmds))
+	var total int64
+	for k, v := range cmds {
+		if v > 0 {
+			names = append(names, k)
+			total += v
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return cmds[names[i]] > cmds[names[j]] })
+	parts := make([]string, 0, len(names))
+	for _, k := range names {
+		if per := float64(cmds[k]) / float64(n); per >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, per))
+		}
+	}
+	fmt.Fprintf(w, "\nRedis commands per %s: %.1f in all; %s.\n", unit, float64(total)/float64(n), strings.Join(parts, ", "))
+}
+
+// cpuModel is /proc/cpuinfo's model name, as lscpu reports it.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
