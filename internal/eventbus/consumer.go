@@ -175,6 +175,9 @@ type runState struct {
 	noPrune         map[string]bool // streams where removing gone consumers is denied
 	failures        int             // consecutive failed cycles, for the backoff
 	uncountable     map[string]bool
+	// acks holds, per stream, the entries of the current batch that are finished: they are
+	// acknowledged together, in one round trip, at the end of the batch.
+	acks map[string][]string
 }
 
 // Run consumes until ctx is done and then returns nil. It returns an error only for an

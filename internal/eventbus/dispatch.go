@@ -81,7 +81,7 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 			}
 		}
 	}
-	return ok
+	return c.flushAcks(ctx, st) && ok
 }
 
 // maxEventData bounds the event_data of a handled type. A certificate or passing event with
@@ -151,9 +151,7 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, res.Message, redelivered)
 	}
 	c.intakeDown.recovered(c.log)
-	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
-	defer cancel()
-	if err := c.ack(ackCtx, st, stream, m.ID); err != nil {
+	if err := c.ack(ctx, st, stream, m.ID); err != nil {
 		// Offered again later; the intake knows the event id and answers "duplicate".
 		return err
 	}
@@ -250,10 +248,39 @@ func (c *Consumer) handle(ctx context.Context, ev edx.Event) (res intake.Result,
 	return c.handler.Handle(ctx, ev, Via)
 }
 
-func (c *Consumer) ack(ctx context.Context, st *runState, stream, id string) error {
-	if err := c.bus.XAck(ctx, stream, c.cfg.Group, id).Err(); err != nil {
-		c.busFailed(ctx, st, "acknowledge entry", err, "stream", stream, "entry_id", id)
-		return fmt.Errorf("%w: XACK %s %s: %w", errStopBatch, stream, id, err)
+// ack marks an entry finished; flushAcks acknowledges the batch's finished entries.
+func (c *Consumer) ack(_ context.Context, st *runState, stream, id string) error {
+	if st.acks == nil {
+		st.acks = map[string][]string{}
 	}
+	st.acks[stream] = append(st.acks[stream], id)
 	return nil
+}
+
+// flushAcks acknowledges the batch's finished entries, every stream in one round trip. It runs
+// even when Run's context has just ended, so finished work is not offered again. When it fails
+// the entries stay pending: the stream is read again from its pending list, and the intake
+// answers "duplicate" for what it already recorded.
+func (c *Consumer) flushAcks(ctx context.Context, st *runState) bool {
+	if len(st.acks) == 0 {
+		return true
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+	defer cancel()
+	_, err := c.bus.Pipelined(actx, func(p redis.Pipeliner) error {
+		for stream, ids := range st.acks {
+			p.XAck(actx, stream, c.cfg.Group, ids...)
+		}
+		return nil
+	})
+	if err != nil {
+		for stream := range st.acks {
+			st.drain[stream] = "0"
+		}
+		c.busFailed(ctx, st, "acknowledge entries", err)
+		clear(st.acks)
+		return false
+	}
+	clear(st.acks)
+	return true
 }
