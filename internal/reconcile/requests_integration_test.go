@@ -2,12 +2,14 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/edx"
@@ -30,24 +32,39 @@ func (h leaseThief) Award(ctx context.Context, class string, req badgehost.Award
 	return h.guardHost.Award(ctx, class, req)
 }
 
+// owedRow records a certificate event for learner uid through the real intake on a fresh
+// redis-server, so that the learner's row owes a reconcile.
+type owedRow struct {
+	rdb *redis.Client
+	l   *ledger.Ledger
+	enq *queue.Enqueuer
+	k   ledger.RowKey
+}
+
+func newOwedRow(t *testing.T, uid int64, at time.Time) owedRow {
+	t.Helper()
+	rdb := testutil.StartRedis(t).Client(t)
+	m, err := rules.Parse([]byte(testutil.TestMapping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(rdb, ledger.Options{})
+	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
+	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
+	ev := testutil.CertEvent(fmt.Sprintf("owed-%d", uid), uid, fmt.Sprintf("learner%d@example.org", uid), edx.TypeCertificateCreated, "downloadable", at)
+	if res, err := in.Handle(context.Background(), ev, "test"); err != nil || res.Status != intake.StatusAccepted {
+		t.Fatalf("intake: %+v %v", res, err)
+	}
+	return owedRow{rdb: rdb, l: l, enq: enq, k: ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: uid}}
+}
+
 // A clean 201 within the lease costs two host requests (look-up, POST) and no verification; a
 // POST during which the lease ran out is looked up again and verified after BRIDGE_SETTLE.
 func TestHostRequestsPerAward(t *testing.T) {
 	for _, lost := range []bool{false, true} {
 		ctx := context.Background()
-		rdb := testutil.StartRedis(t).Client(t)
-		m, err := rules.Parse([]byte(testutil.TestMapping))
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := ledger.New(rdb, ledger.Options{})
-		enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
-		in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
-		ev := testutil.CertEvent("r-1", 78, "req@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
-		if _, err := in.Handle(ctx, ev, "test"); err != nil {
-			t.Fatal(err)
-		}
-		k := ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 78}
+		o := newOwedRow(t, 78, time.Now().Add(-time.Hour))
+		rdb, l, enq, k := o.rdb, o.l, o.enq, o.k
 		g := &guardHost{}
 		var host badgehost.Host = g
 		if lost {
@@ -74,19 +91,8 @@ func TestHostRequestsPerAward(t *testing.T) {
 // Without a badge stream configured, nothing is written to the announcement outbox.
 func TestNoOutboxWithoutAnnouncements(t *testing.T) {
 	ctx := context.Background()
-	rdb := testutil.StartRedis(t).Client(t)
-	m, err := rules.Parse([]byte(testutil.TestMapping))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := ledger.New(rdb, ledger.Options{})
-	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
-	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
-	ev := testutil.CertEvent("o-1", 79, "out@example.org", edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
-	if _, err := in.Handle(ctx, ev, "test"); err != nil {
-		t.Fatal(err)
-	}
-	k := ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 79}
+	o := newOwedRow(t, 79, time.Now().Add(-time.Hour))
+	rdb, l, enq, k := o.rdb, o.l, o.enq, o.k
 	rec := &Reconciler{Ledger: l, Host: &guardHost{}, Scheduler: enq, Log: slog.New(slog.DiscardHandler), Settle: time.Minute, Lease: time.Minute, MaxRetry: 3}
 	if err := rec.Reconcile(ctx, k); err != nil {
 		t.Fatal(err)

@@ -9,14 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/badgebridge/bridge/internal/badgehost"
-	"github.com/badgebridge/bridge/internal/edx"
-	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
-	"github.com/badgebridge/bridge/internal/queue"
-	"github.com/badgebridge/bridge/internal/rules"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -94,23 +88,11 @@ func TestCancelledAwardIsNotRepeatedBeforeSettling(t *testing.T) {
 
 func testCancelledAward(t *testing.T, committed bool) {
 	const settle = 5 * time.Minute
-	srv := testutil.StartRedis(t)
-	rdb := srv.Client(t)
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	m, err := rules.Parse([]byte(testutil.TestMapping))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := ledger.New(rdb, ledger.Options{})
-	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
-	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
 	t0 := time.Now().Truncate(time.Millisecond)
-	ev := testutil.CertEvent("guard-1", 77, "guard@example.org", edx.TypeCertificateCreated, "downloadable", t0.Add(-time.Hour))
-	if res, err := in.Handle(ctx, ev, "test"); err != nil || res.Status != intake.StatusAccepted {
-		t.Fatalf("intake: %+v %v", res, err)
-	}
-	k := ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 77}
+	o := newOwedRow(t, 77, t0.Add(-time.Hour))
+	l, enq, k := o.l, o.enq, o.k
 
 	host := &guardHost{block: true, started: make(chan struct{})}
 	var mu sync.Mutex
