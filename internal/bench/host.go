@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/badgebridge/bridge/internal/backoff"
 	"github.com/badgebridge/bridge/internal/sandbox"
 )
 
@@ -156,14 +157,8 @@ func (h *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.counts[kind]++
 	latency := h.latency
 	h.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	if latency > 0 && !backoff.Sleep(r.Context(), latency) {
+		return // the client gave up
 	}
 	if wait, ok := h.take(); !ok {
 		h.throttle(w, wait)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/badgebridge/bridge/internal/backoff"
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/badgr/wire"
 )
@@ -263,14 +264,8 @@ func (s *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	latency, outage := s.latency, s.outage
 	s.mu.Unlock()
 
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	if latency > 0 && !backoff.Sleep(r.Context(), latency) {
+		return // the client gave up
 	}
 	if outage {
 		writeHTML(w, http.StatusServiceUnavailable, "503 Service Temporarily Unavailable")
