@@ -53,7 +53,8 @@ func (a *App) Backfill(ctx context.Context, file string, apply bool, out, progre
 }
 
 // offlineIntake is the live intake for a command that feeds it from outside a serving process
-// (backfill, reevaluate): the same ledger, mapping and queue as `run`.
+// (backfill, reevaluate): the same ledger, mapping and queue as `run`, except that the rows go
+// to bulk runs of their badge class (batch awards) rather than a job each.
 func (a *App) offlineIntake(ctx context.Context, m *rules.Mapping) (*intake.Intake, func(), error) {
 	cfg := a.cfg
 	rdb, err := openRedis(cfg)
@@ -68,7 +69,7 @@ func (a *App) offlineIntake(ctx context.Context, m *rules.Mapping) (*intake.Inta
 	in := &intake.Intake{
 		Ledger:    l,
 		Mapping:   m,
-		Enqueuer:  queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, jobTimeout(reconcile.Lease(cfg.BadgrTimeout))),
+		Enqueuer:  queue.NewBulkEnqueuer(queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, jobTimeout(reconcile.Lease(cfg.BadgrTimeout)))),
 		Log:       a.log,
 		RecordAll: cfg.LearnerRecord == "all",
 	}

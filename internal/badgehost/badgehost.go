@@ -93,3 +93,31 @@ func RetryAfter(err error) time.Duration {
 	}
 	return 0
 }
+
+// Bulk is what a host may offer for many awards of one badge class at once: one listing of the
+// whole class instead of one look-up per learner, and batch awards. A host without it gets single
+// awards; reconcile checks for it with a type assertion.
+type Bulk interface {
+	// ListClass lists every unrevoked assertion of badgeClass, expired ones included, all pages.
+	ListClass(ctx context.Context, badgeClass string) ([]Assertion, error)
+	// AwardBatch awards every request (one badge class, distinct lowercased e-mails) in as few
+	// host requests as it can. An error means its first request failed as a whole:
+	// ErrBatchUnsupported when the host has no batch route (nothing was created), a *WaitError
+	// (nothing was sent), a *PermanentError (refused; a host that saves items one by one may have
+	// saved some), any other error leaves every item's outcome unknown. Otherwise the results are
+	// keyed by lowercased e-mail and matched by recipient, never by position: an item with no
+	// result has an unknown outcome; a result's Err is ErrAlreadyAwarded, a *PermanentError for
+	// an item the host refused, a *WaitError for an item not sent, or another error for an item
+	// the host did not create.
+	AwardBatch(ctx context.Context, badgeClass string, reqs []AwardRequest) (map[string]BatchResult, error)
+}
+
+// BatchResult is the host's answer for one item of a batch award.
+type BatchResult struct {
+	Assertion Assertion
+	Err       error
+}
+
+// ErrBatchUnsupported is AwardBatch's answer when the host has no batch award route (404/405):
+// nothing was created, and the caller awards one by one.
+var ErrBatchUnsupported = errors.New("the badge host has no batch award")

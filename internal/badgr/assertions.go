@@ -47,8 +47,9 @@ func (c *Client) Award(ctx context.Context, badgeClass string, r badgehost.Award
 	return a, neutral(err)
 }
 
-func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.AwardRequest) (badgehost.Assertion, error) {
-	const op = "award"
+// awardItem is what an award sends: the body of a single award and one item of a batch award,
+// so that both make the same assertion and meet the same duplicate check.
+func awardItem(r badgehost.AwardRequest) wire.Award {
 	identity, hashed, noDuplicates := normalizeEmail(r.Email), true, false
 	body := wire.Award{
 		Recipient:            &wire.AwardRecipient{Identity: &identity, Type: "email", Hashed: &hashed},
@@ -70,7 +71,12 @@ func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.Award
 		s := wire.FormatISO(*r.Expires)
 		body.Expires = &s
 	}
-	req := apiRequest{op: op, method: http.MethodPost, url: c.apiURL("v2", "badgeclasses", badgeClass, "assertions"), body: body}
+	return body
+}
+
+func (c *Client) award(ctx context.Context, badgeClass string, r badgehost.AwardRequest) (badgehost.Assertion, error) {
+	const op = "award"
+	req := apiRequest{op: op, method: http.MethodPost, url: c.apiURL("v2", "badgeclasses", badgeClass, "assertions"), body: awardItem(r)}
 	if r.IdempotencyKey != "" {
 		req.headers = map[string]string{"Idempotency-Key": r.IdempotencyKey}
 	}
@@ -169,14 +175,21 @@ func (c *Client) Lookup(ctx context.Context, badgeClass string, emails []string)
 
 // listBatch is Lookup for one batch of distinct, normalised recipients.
 func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []string) ([]badgehost.Assertion, error) {
-	const op = "list"
 	q := url.Values{"recipient": recipients}
 	q.Set("include_expired", "1")
 	q.Set("num", fmt.Sprint(listPageSize))
-	next := c.apiURL("v2", "badgeclasses", badgeClass, "assertions") + "?" + q.Encode()
+	return c.listPages(ctx, "list", badgeClass, c.apiURL("v2", "badgeclasses", badgeClass, "assertions")+"?"+q.Encode())
+}
 
+// listPages fetches the assertion list at first and every page its rel="next" links lead to,
+// leaving revoked assertions out and naming badgeClass where the host leaves the class out.
+func (c *Client) listPages(ctx context.Context, op, badgeClass, first string) ([]badgehost.Assertion, error) {
 	var out []badgehost.Assertion
 	seenPage := map[string]bool{}
+	// An assertion the host repeats (on two pages of a cursor that moved) must not look like a
+	// second award of the same badge: the caller would revoke one of them as a duplicate.
+	seenEntity := map[string]bool{}
+	next := first
 	for page := 0; next != ""; page++ {
 		if page >= maxListPages || seenPage[next] {
 			return nil, fmt.Errorf("badgr %s: the host's pagination does not end", op)
@@ -200,6 +213,12 @@ func (c *Client) listBatch(ctx context.Context, badgeClass string, recipients []
 				continue
 			}
 			a := assertion(&got[i])
+			if a.EntityID != "" {
+				if seenEntity[a.EntityID] {
+					continue
+				}
+				seenEntity[a.EntityID] = true
+			}
 			if a.BadgeClass == "" {
 				a.BadgeClass = badgeClass
 			}

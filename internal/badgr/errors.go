@@ -41,7 +41,7 @@ func (e *LoginBlockedError) Is(target error) bool { return target == ErrLoginBlo
 // made). Status 429 is also used, with no request sent, when the shared pause or rate limit would
 // outlast the caller's deadline.
 type HostError struct {
-	Op         string        // award, list, revoke, badge class, login
+	Op         string        // award, batch award, list, list class, revoke, badge class, login
 	Status     int           // HTTP status; 0 when no answer arrived
 	Message    string        // the host's description and details, e-mails scrubbed, truncated
 	RetryAfter time.Duration // from Retry-After (429, 503), or the remaining shared pause

@@ -60,18 +60,20 @@ type Intake struct {
 // bring a lost enqueue back), then the jobs. An error means the caller must not
 // acknowledge (503 / no XACK): every step is idempotent, so the resend is safe.
 func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result, error) {
-	if ev.ID != "" {
+	c, warn := in.Mapping.Change(ev, in.RecordAll)
+	if warn != nil {
+		in.log().Warn("award text incomplete", "user_id", ev.UserID, "course", ev.Course.Raw, "err", warn)
+	}
+	skip, skipped := skipped(ev, c)
+	if skipped && ev.ID != "" {
+		// An event that changes nothing is looked up on its own; one that may change the
+		// ledger is looked up within the ledger's transaction.
 		rec, err := in.Ledger.SeenEvent(ctx, ev.ID)
 		if err != nil {
 			return Result{}, err
 		}
-		if rec != nil && rec.Digest != "" && rec.Digest != ev.Digest() {
-			in.Metrics.conflict(via)
-			in.log().Warn("event id reused with different content; refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
-			return Result{Status: StatusConflict, Message: fmt.Sprintf("conflict: event %s was already handled with different content; give a new event its own id", ev.ID)}, nil
-		}
 		if rec != nil {
-			return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}, nil
+			return in.seen(ev, *rec, via), nil
 		}
 	}
 	var record func(Result, []ledger.RowKey) *ledger.EventRecord
@@ -87,15 +89,22 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return rec
 		}
 	}
-	res, rows, recorded, err := in.apply(ctx, ev, record)
-	var erased *ledger.ErasedError
-	if errors.As(err, &erased) {
-		// Recorded nowhere: an event record would hold the erased learner's id again.
-		in.log().Info("event for an erased learner refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
-		return ignored(erased.Error()), nil
-	}
-	if err != nil {
-		return Result{}, err
+	res, rows, recorded := skip, []ledger.RowKey(nil), false
+	if !skipped {
+		var err error
+		res, rows, recorded, err = in.apply(ctx, ev, c, record)
+		var erased *ledger.ErasedError
+		var seen *ledger.SeenError
+		switch {
+		case errors.As(err, &seen):
+			return in.seen(ev, seen.Record, via), nil
+		case errors.As(err, &erased):
+			// Recorded nowhere: an event record would hold the erased learner's id again.
+			in.log().Info("event for an erased learner refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
+			return ignored(erased.Error()), nil
+		case err != nil:
+			return Result{}, err
+		}
 	}
 	for _, k := range rows {
 		if err := in.Enqueuer.Enqueue(ctx, k); err != nil {
@@ -113,28 +122,41 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 	return res, nil
 }
 
-// apply decides and records the event. recorded reports whether the event record was written
-// with the ledger change (record is nil for an event without an id).
-func (in *Intake) apply(ctx context.Context, ev edx.Event, record func(Result, []ledger.RowKey) *ledger.EventRecord) (res Result, rows []ledger.RowKey, recorded bool, err error) {
-	c, warn := in.Mapping.Change(ev, in.RecordAll)
-	if warn != nil {
-		in.log().Warn("award text incomplete", "user_id", ev.UserID, "course", ev.Course.Raw, "err", warn)
+// seen answers an event whose id was handled before: a duplicate, or a conflict when the id
+// comes back with other content.
+func (in *Intake) seen(ev edx.Event, rec ledger.EventRecord, via string) Result {
+	if rec.Digest != "" && rec.Digest != ev.Digest() {
+		in.Metrics.conflict(via)
+		in.log().Warn("event id reused with different content; refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
+		return Result{Status: StatusConflict, Message: fmt.Sprintf("conflict: event %s was already handled with different content; give a new event its own id", ev.ID)}
 	}
+	return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}
+}
+
+// skipped says, before any read, that the change of an event can change nothing in the ledger,
+// and what to answer.
+func skipped(ev edx.Event, c rules.Change) (Result, bool) {
 	if c.Signal == edx.SignalNone && c.Outcome == nil {
-		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), nil, false, nil
+		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), true
 	}
 	if len(c.Updates) == 0 && c.Signal == edx.SignalSupports && c.Outcome == nil {
 		reason := fmt.Sprintf("no badge is mapped to %s", ev.Course.Raw)
 		if ev.Kind == edx.KindCertificate && ev.Mode != "" {
 			reason += " in mode " + ev.Mode
 		}
-		return ignored(reason), nil, false, nil
+		return ignored(reason), true
 	}
+	return Result{}, false
+}
+
+// apply decides and records the event's change c. recorded reports whether the event record was
+// written with the ledger change (record is nil for an event without an id).
+func (in *Intake) apply(ctx context.Context, ev edx.Event, c rules.Change, record func(Result, []ledger.RowKey) *ledger.EventRecord) (res Result, rows []ledger.RowKey, recorded bool, err error) {
 	var withRecord func(ledger.Applied) *ledger.EventRecord
 	if record != nil {
 		withRecord = func(a ledger.Applied) *ledger.EventRecord { return record(resultOf(ev, c, a), a.Rows) }
 	}
-	applied, err := in.Ledger.ApplyRecorded(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c, withRecord)
+	applied, err := in.Ledger.ApplyRecorded(ctx, ledger.Learner{UserID: ev.UserID, Email: strings.ToLower(ev.Email), EmailAt: c.At}, c, ev.ID, withRecord)
 	if err != nil {
 		return Result{}, nil, false, err
 	}

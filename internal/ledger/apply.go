@@ -55,11 +55,18 @@ func (l *Ledger) Apply(ctx context.Context, who Learner, c rules.Change) (Applie
 	return l.apply(ctx, who, c, false, nil)
 }
 
-// ApplyRecorded is Apply that also writes the event's record, built from what the change did,
-// in the same transaction (nil record: none). It saves the intake a round trip per event.
-func (l *Ledger) ApplyRecorded(ctx context.Context, who Learner, c rules.Change, record func(Applied) *EventRecord) (Applied, error) {
-	return l.apply(ctx, who, c, false, record)
+// ApplyRecorded is Apply for the event eventID that also writes its record, built from what the
+// change did, in the same transaction (nil record: none). An event whose record exists already
+// changes nothing and fails with *SeenError: its de-duplication is read in the transaction's
+// first round trip, and watched, so two deliveries of one event never both apply.
+func (l *Ledger) ApplyRecorded(ctx context.Context, who Learner, c rules.Change, eventID string, record func(Applied) *EventRecord) (Applied, error) {
+	return l.applyEvent(ctx, who, c, false, eventID, record)
 }
+
+// SeenError is ApplyRecorded's answer for an event already recorded.
+type SeenError struct{ Record EventRecord }
+
+func (e *SeenError) Error() string { return fmt.Sprintf("event %s was already handled", e.Record.ID) }
 
 // Preview is Apply without writing: the rows Apply would owe a reconcile, and whether the
 // learner record would change (bridge reevaluate without --yes).
@@ -68,6 +75,10 @@ func (l *Ledger) Preview(ctx context.Context, who Learner, c rules.Change) (Appl
 }
 
 func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry bool, record func(Applied) *EventRecord) (Applied, error) {
+	return l.applyEvent(ctx, who, c, dry, "", record)
+}
+
+func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dry bool, eventID string, record func(Applied) *EventRecord) (Applied, error) {
 	uid := who.UserID
 	for attempt := 0; attempt < maxTxRetries; attempt++ {
 		var changed []RowKey
@@ -79,8 +90,12 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 		err := l.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			changed, recordChanged = nil, false
 			st := newSnapshot(c, uid)
+			st.eventID = eventID
 			if err := l.readSnapshot(ctx, tx, st, initial, true); err != nil {
 				return err
+			}
+			if st.seen != nil {
+				return &SeenError{Record: *st.seen}
 			}
 			if st.erasedAt != nil && c.At <= *st.erasedAt {
 				return &ErasedError{UserID: uid, ErasedAt: time.UnixMicro(*st.erasedAt)}
@@ -164,7 +179,8 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 			continue
 		}
 		var erased *ErasedError
-		if errors.As(err, &erased) {
+		var seen *SeenError
+		if errors.As(err, &erased) || errors.As(err, &seen) {
 			return Applied{}, err
 		}
 		if err != nil {
@@ -185,7 +201,9 @@ type snapshot struct {
 	stored   rules.Stored
 	failed   map[string]bool
 	record   rules.Record
-	userAt   int64 // event time of the learner's current address
+	userAt   int64        // event time of the learner's current address
+	eventID  string       // the event applied, when it has an id
+	seen     *EventRecord // its record, when it was handled before
 }
 
 func newSnapshot(c rules.Change, uid int64) *snapshot {
@@ -209,12 +227,15 @@ func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, c
 	var erased *redis.StringCmd
 	var rows *redis.StringSliceCmd
 	var record *redis.MapStringStringCmd
-	var userAt *redis.StringCmd
+	var userAt, seen *redis.StringCmd
 	facts := make([]*redis.MapStringStringCmd, len(classes))
 	states := make([]*redis.StringCmd, len(classes))
 	watch := []any{"watch"}
 	if first {
 		watch = append(watch, l.userRowsKey(uid), l.erasedKey(uid), l.userKey(uid), l.recordKey(uid))
+		if st.eventID != "" {
+			watch = append(watch, l.eventKey(st.eventID))
+		}
 	}
 	for _, k := range l.classKeys(uid, classes) {
 		watch = append(watch, k)
@@ -225,6 +246,9 @@ func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, c
 			erased = p.Get(ctx, l.erasedKey(uid))
 			rows = p.SMembers(ctx, l.userRowsKey(uid))
 			userAt = p.HGet(ctx, l.userKey(uid), "email_at")
+			if st.eventID != "" {
+				seen = p.Get(ctx, l.eventKey(st.eventID))
+			}
 			if st.c.Outcome != nil || st.c.Reevaluate {
 				record = p.HGetAll(ctx, l.recordKey(uid))
 			}
@@ -244,6 +268,13 @@ func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, c
 		}
 		st.classes = rows.Val()
 		st.userAt, _ = userAt.Int64()
+		if seen != nil {
+			if raw, err := seen.Bytes(); err == nil {
+				if st.seen, err = decodeEventRecord(raw); err != nil {
+					return err
+				}
+			}
+		}
 		if record != nil {
 			if st.record, err = decodeRecord(uid, record.Val()); err != nil {
 				return err

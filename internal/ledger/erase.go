@@ -64,6 +64,7 @@ func (l *Ledger) Erase(ctx context.Context, uid int64) (Erasure, error) {
 			p.ZRem(ctx, l.rowIndexKey(), k.String())
 			p.ZRem(ctx, l.failedIndexKey(), k.String())
 			p.SRem(ctx, l.legacyRowsKey(), k.String())
+			p.ZRem(ctx, l.bulkKey(k.BadgeClass), strconv.FormatInt(uid, 10))
 		}
 		for _, e := range emails.Val() {
 			p.SRem(ctx, l.emailKey(e), strconv.FormatInt(uid, 10))

@@ -42,6 +42,10 @@ func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error)
 	if err != nil {
 		return nil, fmt.Errorf("read event record: %w", err)
 	}
+	return decodeEventRecord(raw)
+}
+
+func decodeEventRecord(raw []byte) (*EventRecord, error) {
 	var rec EventRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, fmt.Errorf("read event record: %w", err)

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 
@@ -10,9 +11,10 @@ import (
 	"github.com/badgebridge/bridge/internal/ledger"
 )
 
-// Reconciler runs one reconcile job (reconcile.Reconciler).
+// Reconciler runs reconcile jobs and bulk runs (reconcile.Reconciler).
 type Reconciler interface {
 	Run(ctx context.Context, k ledger.RowKey, jobID string) error
+	RunBulk(ctx context.Context, badgeClass string) error
 }
 
 // handler is the asynq handler of reconcile jobs.
@@ -33,6 +35,21 @@ func (h handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	if err := h.rec.Run(ctx, k, id); err != nil && ctx.Err() == nil {
 		h.log.Warn("reconcile failed; the sweeper will queue the row again", "row", k.String(), "err", err)
+	}
+	return nil
+}
+
+// bulkHandler is the asynq handler of bulk runs. As for jobs, errors are logged, not returned:
+// the rows stay in the bulk set and owed, and the sweeper queues the next run.
+type bulkHandler handler
+
+func (h bulkHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p bulkPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BadgeClass == "" {
+		return fmt.Errorf("bulk payload %q: want badge_class: %w", t.Payload(), asynq.SkipRetry)
+	}
+	if err := h.rec.RunBulk(ctx, p.BadgeClass); err != nil && ctx.Err() == nil {
+		h.log.Warn("bulk run failed; the sweeper will queue the class again", "badge_class", p.BadgeClass, "err", err)
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log().Warn("sweep failed; will retry", "err", err)
 		}
+		if err := s.ensureBulkRuns(ctx); err != nil && ctx.Err() == nil {
+			s.log().Warn("queueing bulk runs failed; will retry", "err", err)
+		}
 		s.repairIndexes(ctx)
 		select {
 		case <-ctx.Done():
@@ -73,6 +76,10 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			// The claim only moved the marks: the rows are due again after Requeue.
 			return total, err
 		}
+		batch := len(keys)
+		if keys, ids, err = s.routeBulk(ctx, keys, ids); err != nil {
+			return total, err
+		}
 		n := 0
 		for i, k := range keys {
 			queued, err := s.requeue(ctx, insp, k, ids[i])
@@ -86,7 +93,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 		total += n
 		s.Metrics.requeued(n)
-		if len(keys) < sweepBatch {
+		if batch < sweepBatch {
 			return total, nil
 		}
 	}

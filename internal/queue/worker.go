@@ -44,6 +44,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, rec Reconciler, sw *
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeReconcile, handler{rec: rec, log: log})
+	mux.Handle(TypeBulk, bulkHandler{rec: rec, log: log})
 	if sw.Inspector == nil {
 		sw.Inspector = asynq.NewInspectorFromRedisClient(rdb)
 	}

@@ -1,11 +1,19 @@
 package reconcile
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/badgebridge/bridge/internal/badgehost"
+)
 
 // Metrics are the reconcile's Prometheus series; a nil *Metrics records nothing.
 type Metrics struct {
 	reconciles *prometheus.CounterVec
 	duplicates prometheus.Counter
+	batches    *prometheus.CounterVec
+	batchItems prometheus.Counter
 }
 
 // NewMetrics registers the reconcile's series on reg.
@@ -18,7 +26,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "bridge_duplicate_assertions_revoked_total", Help: "Extra unrevoked assertions found on the host and revoked.",
 		}),
 	}
-	reg.MustRegister(m.reconciles, m.duplicates)
+	m.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_batch_awards_total", Help: "Batch awards sent to the badge host, by outcome (ok, unsupported, error).",
+	}, []string{"outcome"})
+	m.batchItems = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bridge_batch_award_items_total", Help: "Awards sent in batch awards.",
+	})
+	reg.MustRegister(m.reconciles, m.duplicates, m.batches, m.batchItems)
 	return m
 }
 
@@ -32,4 +46,19 @@ func (m *Metrics) duplicateRevoked() {
 	if m != nil {
 		m.duplicates.Inc()
 	}
+}
+
+func (m *Metrics) batch(items int, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	switch {
+	case errors.Is(err, badgehost.ErrBatchUnsupported):
+		outcome = "unsupported"
+	case err != nil:
+		outcome = "error"
+	}
+	m.batches.WithLabelValues(outcome).Inc()
+	m.batchItems.Add(float64(items))
 }

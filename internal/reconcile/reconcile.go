@@ -39,6 +39,8 @@ type Reconciler struct {
 	// Announce writes an outbox entry for every assertion created or revoked, in the same
 	// step as the row (contract 9.4); off when no badge stream is configured.
 	Announce bool
+
+	batches batchRoutes // classes whose host refused batch awards
 }
 
 // Revocation reasons sent to the host.
@@ -125,6 +127,14 @@ func (r *Reconciler) reconcile(ctx context.Context, k ledger.RowKey, id string) 
 	}
 	ann := newAnnouncements(row, r.now, r.Announce)
 	out, err := r.converge(ctx, row, token, now, ann)
+	return r.complete(ctx, row, token, out, err, ann)
+}
+
+// complete writes a pass's outcome back, fenced by the lock, or, when the pass was cut short,
+// writes nothing and only announces what the host already did. moved reports that the row
+// changed meanwhile and is owed another pass.
+func (r *Reconciler) complete(ctx context.Context, row *ledger.Row, token string, out outcome, err error, ann *announcements) (moved bool, _ error) {
+	k := row.Key
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, ledger.ErrRowGone) {
 			// Shutdown, lost lease or erased row: write nothing; the owed mark brings the row
@@ -217,29 +227,9 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	if !ok {
 		return outcome{fields: f, next: timerAt}, nil
 	}
-	if row.Email == "" {
-		f["state"], f["reason"] = ledger.StateFailed, "no e-mail address known for the learner"
-		return outcome{fields: f}, nil
-	}
-	// issuedOn is the event time capped at now; a minute's margin keeps a host whose clock is
-	// behind ours from refusing it ("Only issuedOn dates in the past are acceptable").
-	issuedOn := time.UnixMicro(award.First)
-	if limit := now.Add(-time.Minute); award.First == 0 || issuedOn.After(limit) {
-		issuedOn = limit
-	}
-	req := badgehost.AwardRequest{
-		Email: row.Email, IssuedOn: issuedOn.UTC(), Narrative: award.Award.Narrative,
-		EvidenceURL: award.Award.EvidenceURL, Notify: award.Award.Notify,
-		IdempotencyKey: fmt.Sprintf("%s:%d:%d", k.BadgeClass, k.UserID, row.Generation),
-	}
-	if d := award.Award.ExpiresAfter; d > 0 {
-		exp := issuedOn.Add(d).UTC()
-		if !exp.After(now) {
-			f["state"], f["reason"] = ledger.StateExpired, "the award would already be expired at "+exp.Format(time.RFC3339)
-			r.Metrics.reconciled("expired")
-			return outcome{fields: f, next: timerAt}, nil
-		}
-		req.Expires = &exp
+	req, stop, ok := r.awardRequest(row, award, f, now, timerAt)
+	if !ok {
+		return stop, nil
 	}
 
 	// Record the attempt durably before the POST: if this worker dies mid-call, the next
@@ -290,6 +280,37 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 		f["attempt_at"] = now
 		return r.failed(ctx, row, f, "award", err, now)
 	}
+}
+
+// awardRequest builds the award a held row is owed. When none is to be sent (no address known,
+// or an award that would already be expired) ok is false and stop is the row's outcome.
+func (r *Reconciler) awardRequest(row *ledger.Row, award rules.Fact, f ledger.Fields, now, timerAt time.Time) (req badgehost.AwardRequest, stop outcome, ok bool) {
+	k := row.Key
+	if row.Email == "" {
+		f["state"], f["reason"] = ledger.StateFailed, "no e-mail address known for the learner"
+		return req, outcome{fields: f}, false
+	}
+	// issuedOn is the event time capped at now; a minute's margin keeps a host whose clock is
+	// behind ours from refusing it ("Only issuedOn dates in the past are acceptable").
+	issuedOn := time.UnixMicro(award.First)
+	if limit := now.Add(-time.Minute); award.First == 0 || issuedOn.After(limit) {
+		issuedOn = limit
+	}
+	req = badgehost.AwardRequest{
+		Email: row.Email, IssuedOn: issuedOn.UTC(), Narrative: award.Award.Narrative,
+		EvidenceURL: award.Award.EvidenceURL, Notify: award.Award.Notify,
+		IdempotencyKey: fmt.Sprintf("%s:%d:%d", k.BadgeClass, k.UserID, row.Generation),
+	}
+	if d := award.Award.ExpiresAfter; d > 0 {
+		exp := issuedOn.Add(d).UTC()
+		if !exp.After(now) {
+			f["state"], f["reason"] = ledger.StateExpired, "the award would already be expired at "+exp.Format(time.RFC3339)
+			r.Metrics.reconciled("expired")
+			return req, outcome{fields: f, next: timerAt}, false
+		}
+		req.Expires = &exp
+	}
+	return req, outcome{}, true
 }
 
 // keep records the earliest unrevoked assertion and revokes the others as duplicates.

@@ -28,6 +28,11 @@ const (
 	msgAlreadyRevoked = wire.AlreadyRevoked
 	sbMaxPage         = 500
 	sbDefaultPage     = 100
+	// sbMaxBatch is the sandbox's own limit on one batch award (badgr-api.md 6.5: Badgr
+	// documents none). Each item is a full award made within one request, so a client must keep
+	// batches moderate; refusing more here makes one that does not split its batches fail in
+	// development rather than time out against a production host.
+	sbMaxBatch = 100
 )
 
 // sbEmail is close to Django's EmailValidator: a local part, "@", a dotted domain.
@@ -221,8 +226,8 @@ func validateAward(in *wire.Award, now time.Time) (sbValidated, map[string]any) 
 // stored identifier equals the identity as sent, before lowercasing. That is the case caveat: an
 // upper-case e-mail never matches. Called with s.mu held.
 func (s *Host) hasActiveAward(classID, identitySent string, now time.Time) bool {
-	for _, a := range s.assertions[classID] {
-		if a.identity == identitySent && !a.revoked && (a.expires == nil || a.expires.After(now)) {
+	for _, a := range s.byIdentity[classID][identitySent] {
+		if !a.revoked && (a.expires == nil || a.expires.After(now)) {
 			return true
 		}
 	}
@@ -258,6 +263,12 @@ func (s *Host) create(classID string, v sbValidated, now time.Time, base string)
 		a.salt = wire.RandomHex(16)
 	}
 	s.assertions[classID] = append(s.assertions[classID], a)
+	ids := s.byIdentity[classID]
+	if ids == nil {
+		ids = map[string][]*sbAssertion{}
+		s.byIdentity[classID] = ids
+	}
+	ids[identity] = append(ids[identity], a)
 	s.byID[a.entityID] = a
 	return a
 }
@@ -359,6 +370,12 @@ func (s *Host) handleBatchAward(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	if len(body.Assertions) > sbMaxBatch {
+		// Refused before any item is looked at, as a list length check is; the message is DRF's,
+		// and Badgr's error handler moves it into validationErrors.
+		s.writeError(w, r, http.StatusBadRequest, descBad, nil, []string{fmt.Sprintf("Ensure this field has no more than %d elements.", sbMaxBatch)})
+		return
+	}
 	s.mu.Lock()
 	now := s.now()
 	items := make([]sbValidated, len(body.Assertions))
@@ -371,6 +388,8 @@ func (s *Host) handleBatchAward(w http.ResponseWriter, r *http.Request) {
 			errs = map[string]any{"non_field_errors": []string{"Invalid data."}}
 		} else {
 			items[i], errs = validateAward(&in, now)
+			// Against saved assertions only: Badgr validates the whole batch before saving any
+			// item, so two items for one recipient both pass and are both created.
 			if errs == nil && !items[i].allowDup && s.hasActiveAward(classID, items[i].identity, now) {
 				errs = map[string]any{"non_field_errors": []string{msgDuplicate}}
 			}

@@ -30,12 +30,17 @@ type Host struct {
 	// now is the host's clock (SetClock).
 	now func() time.Time
 
-	mu          sync.Mutex
-	opts        Options
-	baseURL     string
-	classes     map[string]*sbClass
-	classOrder  []string
-	assertions  map[string][]*sbAssertion // per badge class, oldest first
+	mu         sync.Mutex
+	opts       Options
+	baseURL    string
+	classes    map[string]*sbClass
+	classOrder []string
+	assertions map[string][]*sbAssertion // per badge class, oldest first
+	// byIdentity holds per badge class and stored identity that recipient's assertions, revoked
+	// ones included, oldest first: the duplicate check and recipient look-ups read it instead of
+	// scanning a class that may hold 100,000 assertions. Revoking changes no index, as revoked
+	// assertions stay listed (include_revoked).
+	byIdentity  map[string]map[string][]*sbAssertion
 	byID        map[string]*sbAssertion
 	lastCreated time.Time
 	access      map[string]*sbAccess
@@ -107,6 +112,7 @@ func New(o Options) *Host {
 		baseURL:    strings.TrimRight(o.BaseURL, "/"),
 		classes:    map[string]*sbClass{},
 		assertions: map[string][]*sbAssertion{},
+		byIdentity: map[string]map[string][]*sbAssertion{},
 		byID:       map[string]*sbAssertion{},
 		access:     map[string]*sbAccess{},
 		refresh:    map[string]*sbRefresh{},

@@ -50,6 +50,28 @@ func (e *Envelope) Details() []string {
 	return append(flattenRaw(e.FieldErrors), e.Validation()...)
 }
 
+// ItemErrors reads the fieldErrors of a refused batch award: a list aligned with the n items
+// sent, each entry flattened to its messages (none for an item that was valid). ok is false when
+// e is nil or fieldErrors is not such a list.
+func (e *Envelope) ItemErrors(n int) (perItem [][]string, ok bool) {
+	if e == nil || len(e.FieldErrors) == 0 {
+		return nil, false
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(e.FieldErrors, &list) != nil || len(list) != n {
+		return nil, false
+	}
+	perItem = make([][]string, n)
+	for i, raw := range list {
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, false
+		}
+		perItem[i] = Flatten(v)
+	}
+	return perItem, true
+}
+
 func flattenRaw(raw json.RawMessage) []string {
 	if len(raw) == 0 {
 		return nil

@@ -80,6 +80,14 @@ type Award struct {
 	AllowDuplicateAwards *bool           `json:"allowDuplicateAwards,omitempty"`
 }
 
+// BatchAward is the body of a batch award (POST /v2/badgeclasses/{id}/issue). Badgr wants an
+// object: a bare array of awards, although its API description says "array", is refused.
+// Its top-level create_notification is ignored by the v2 serializer, so it is not sent; each
+// item's notify counts.
+type BatchAward struct {
+	Assertions []Award `json:"assertions"`
+}
+
 // AwardRecipient is the recipient of an award as sent.
 type AwardRecipient struct {
 	Identity *string `json:"identity"`
