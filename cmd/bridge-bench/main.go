@@ -38,10 +38,12 @@ func run() int {
 	fs.IntVar(&cfg.Concurrency, "c", 10, "C: BRIDGE_WORKER_CONCURRENCY")
 	fs.IntVar(&cfg.Rate, "rate", 10, "R: BRIDGE_BADGR_RATE_LIMIT (and the host's limit) of the rate-bound runs")
 	fs.IntVar(&cfg.IssueN, "n", 2000, "awards of the latency-bound issuance run")
-	big := fs.Bool("big", false, "the issue's 10,000 awards instead of -n")
+	big := fs.Bool("big", false, "the issue's sizes: 10,000 awards instead of -n, 100,000 learners instead of -backfill-n")
 	fs.IntVar(&cfg.IssueRate, "issue-rate", 1000, "rate limit of the latency-bound issuance run (host and bridge)")
 	fs.IntVar(&cfg.RateN, "rate-n", 100, "awards of the rate-bound issuance run at -rate")
 	fs.DurationVar(&cfg.IssueTime, "issue-time", 5*time.Minute, "longest an issuance run may take")
+	fs.IntVar(&cfg.BackfillN, "backfill-n", 10000, "learners in the backfill file (bulk mode, at -rate and -latency)")
+	fs.DurationVar(&cfg.BackfillTime, "backfill-time", 20*time.Minute, "longest the backfill phase may take (intake and awards)")
 	fs.IntVar(&cfg.E2EN, "e2e-n", 30, "end-to-end samples")
 	fs.DurationVar(&cfg.E2EGap, "e2e-gap", 500*time.Millisecond, "idle time between end-to-end samples")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase to <prefix>-<phase>.pprof")
@@ -60,7 +62,7 @@ func run() int {
 		cfg.IngestConc = append(cfg.IngestConc, n)
 	}
 	if *big {
-		cfg.IssueN = 10_000
+		cfg.IssueN, cfg.BackfillN = 10_000, 100_000
 	}
 	if *quick {
 		cfg.Quick()

@@ -24,11 +24,12 @@ const (
 	PhaseEventBus  = "eventbus"
 	PhaseIssue     = "issue"
 	PhaseIssueRate = "issue-rate"
+	PhaseBackfill  = "backfill"
 	PhaseE2E       = "e2e"
 )
 
 // AllPhases is every phase in run order.
-var AllPhases = []string{PhaseIngest, PhaseEventBus, PhaseIssue, PhaseIssueRate, PhaseE2E}
+var AllPhases = []string{PhaseIngest, PhaseEventBus, PhaseIssue, PhaseIssueRate, PhaseBackfill, PhaseE2E}
 
 // Config says how much to measure. Every loop is bounded by a count and a duration.
 type Config struct {
@@ -49,6 +50,9 @@ type Config struct {
 	RateN       int           // awards of the rate-bound issuance run (at Rate)
 	IssueTime   time.Duration // longest an issuance run may take
 
+	BackfillN    int           // learners in the backfill file (bulk mode, at Rate and Latency)
+	BackfillTime time.Duration // longest the backfill phase may take, intake and awards together
+
 	E2EN   int           // end-to-end samples
 	E2EGap time.Duration // idle time between them
 
@@ -60,6 +64,8 @@ func (c *Config) Quick() {
 	c.IngestN, c.IngestTime = 200, 5*time.Second
 	c.BusN, c.BusTime = 200, 10*time.Second
 	c.IssueN, c.RateN, c.IssueTime = 100, 10, 20*time.Second
+	// Three batch awards: enough to see a listing or look-ups shared by several batches.
+	c.BackfillN, c.BackfillTime = 300, 2*time.Minute
 	c.E2EN, c.E2EGap = 3, 300*time.Millisecond
 }
 
@@ -73,7 +79,7 @@ func (c Config) Validate() error {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"ingest-n", c.IngestN}, {"bus-n", c.BusN}, {"n", c.IssueN}, {"rate-n", c.RateN}, {"e2e-n", c.E2EN}, {"c", c.Concurrency}} {
+	}{{"ingest-n", c.IngestN}, {"bus-n", c.BusN}, {"n", c.IssueN}, {"rate-n", c.RateN}, {"backfill-n", c.BackfillN}, {"e2e-n", c.E2EN}, {"c", c.Concurrency}} {
 		if v.n < 1 {
 			return fmt.Errorf("-%s must be at least 1, got %d", v.name, v.n)
 		}
@@ -82,6 +88,9 @@ func (c Config) Validate() error {
 		if l < 1 || l > 1024 {
 			return fmt.Errorf("-conc: %d is not between 1 and 1024", l)
 		}
+	}
+	if c.BackfillTime <= 0 {
+		return fmt.Errorf("-backfill-time must be positive, got %s", c.BackfillTime)
 	}
 	if c.Rate < 0 || c.IssueRate < 0 {
 		return fmt.Errorf("rate limits must be 0 (unlimited) or more")
@@ -95,6 +104,7 @@ type Bench struct {
 	log       *slog.Logger
 	bridgeLog *slog.Logger
 	redis     *redisServer
+	dir       string // the run's scratch directory (mapping, backfill file)
 	mapping   string
 	learner   int64 // the next unused LMS user id
 }
@@ -106,6 +116,7 @@ type Results struct {
 	Bus        *busResult
 	Issue      *issueResult
 	IssueRate  *issueResult
+	Backfill   *backfillResult
 	E2E        *e2eResult
 	PeakRSS    int64 // this process: bridge, fake host and load generator together
 	RedisRSS   int64
@@ -127,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log, bridgeLog *slog.Logger) (*Results
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	b := &Bench{cfg: cfg, log: log, bridgeLog: bridgeLog, learner: 1_000_000}
+	b := &Bench{cfg: cfg, log: log, bridgeLog: bridgeLog, dir: dir, learner: 1_000_000}
 	if b.mapping, err = writeMapping(dir); err != nil {
 		return nil, err
 	}
@@ -158,6 +169,9 @@ func Run(ctx context.Context, cfg Config, log, bridgeLog *slog.Logger) (*Results
 		case PhaseIssueRate:
 			r, err := b.runIssuance(ctx, PhaseIssueRate, cfg.RateN, cfg.Rate)
 			res.IssueRate, res.PhaseError[phase] = &r, err
+		case PhaseBackfill:
+			r, err := b.runBackfill(ctx)
+			res.Backfill, res.PhaseError[phase] = &r, err
 		case PhaseE2E:
 			r, err := b.runEndToEnd(ctx)
 			res.E2E, res.PhaseError[phase] = &r, err

@@ -42,7 +42,7 @@ func writeMapping(dir string) (string, error) {
 
 // bridgeOptions is what a phase changes in the bridge's configuration.
 type bridgeOptions struct {
-	Command     string // app.CmdRun, app.CmdServe or app.CmdWork
+	Command     string // app.CmdRun, app.CmdServe or app.CmdWork (startBridge only)
 	RedisURL    string
 	MappingFile string
 	Host        *fakeHost // nil: no badge host (serve)
@@ -59,9 +59,9 @@ type runningBridge struct {
 	ready  time.Time
 }
 
-// startBridge configures the bridge through config.LoadFrom, exactly as its environment would,
-// runs it in this process and waits until its listeners accept connections.
-func startBridge(ctx context.Context, o bridgeOptions, log *slog.Logger) (*runningBridge, error) {
+// bridgeEnv is the environment a bridge configured by o would be started with: the service
+// roles and the backfill command read the same one, as they would on one host.
+func bridgeEnv(o bridgeOptions) map[string]string {
 	env := map[string]string{
 		"BRIDGE_HTTP_ADDR":          "127.0.0.1:0",
 		"BRIDGE_ADMIN_ADDR":         "127.0.0.1:0",
@@ -83,12 +83,29 @@ func startBridge(ctx context.Context, o bridgeOptions, log *slog.Logger) (*runni
 		env["BRIDGE_EVENTBUS_STREAMS"] = certStream
 		env["BRIDGE_EVENTBUS_START"] = "oldest"
 	}
+	return env
+}
+
+// bridgeConfig reads bridgeEnv(o) through config.LoadFrom, exactly as the bridge reads its
+// environment, so the benchmark measures the configuration an operator would get.
+func bridgeConfig(ctx context.Context, o bridgeOptions) (config.Config, error) {
+	env := bridgeEnv(o)
 	cfg, err := config.LoadFrom(ctx, func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bridge configuration: %w", err)
+		return config.Config{}, fmt.Errorf("bridge configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// startBridge configures the bridge through bridgeConfig, runs it in this process and waits
+// until its listeners accept connections.
+func startBridge(ctx context.Context, o bridgeOptions, log *slog.Logger) (*runningBridge, error) {
+	cfg, err := bridgeConfig(ctx, o)
+	if err != nil {
+		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b := &runningBridge{app: app.New(cfg, o.Command, log, io.Discard), cancel: cancel, done: make(chan error, 1)}

@@ -23,10 +23,13 @@ import (
 const (
 	kindToken  = "token"
 	kindLookup = "look-up"
-	kindAward  = "award"
-	kindBatch  = "batch award"
-	kindRevoke = "revoke"
-	kindOther  = "other"
+	// kindListing is a whole-class listing (no recipient parameter): what a bulk run takes once
+	// instead of recipient look-ups per batch.
+	kindListing = "class listing"
+	kindAward   = "award"
+	kindBatch   = "batch award"
+	kindRevoke  = "revoke"
+	kindOther   = "other"
 )
 
 // fakeHost is the development sandbox behind a network-like front: every request waits the
@@ -51,8 +54,13 @@ type fakeHost struct {
 	counts    map[string]int
 	throttled []time.Duration // when each 429 was sent, since started
 	awarded   map[string]time.Time
-	lastAward time.Time
-	watch     map[string]chan time.Time
+	// firstAward and lastAward are when the first and latest successful award request
+	// (single or batch) was answered; answered counts those requests, so that waitAwards
+	// copies the sandbox's assertions only when they can have changed.
+	firstAward time.Time
+	lastAward  time.Time
+	answered   int
+	watch      map[string]chan time.Time
 }
 
 // hostOptions configures a fakeHost.
@@ -87,11 +95,13 @@ func startFakeHost(o hostOptions) (*fakeHost, error) {
 
 func (h *fakeHost) close() { _ = h.srv.Close() }
 
-// resetCounts zeroes the counters and restarts the "first second" of the 429 count.
+// resetCounts zeroes the counters and award times and restarts the "first second" of the 429
+// count.
 func (h *fakeHost) resetCounts() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.counts, h.throttled, h.started = map[string]int{}, nil, time.Now()
+	h.firstAward, h.lastAward = time.Time{}, time.Time{}
 }
 
 // snapshot returns the request counts and the 429s sent more than grace after the start.
@@ -110,14 +120,28 @@ func (h *fakeHost) snapshot(grace time.Duration) (counts map[string]int, late429
 	return counts, late429
 }
 
+// throttledCount is how many 429s the host sent since the counts were reset.
+func (h *fakeHost) throttledCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.throttled)
+}
+
 // awardCount is how many assertions the host holds for the benchmark's badge class.
 func (h *fakeHost) awardCount() int { return len(h.sb.Assertions(h.class)) }
 
-// lastAwardAt is when the latest successful award request was answered.
+// lastAwardAt is when the latest successful award request (single or batch) was answered.
 func (h *fakeHost) lastAwardAt() time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.lastAward
+}
+
+// firstAwardAt is when the first successful award request since the reset was answered.
+func (h *fakeHost) firstAwardAt() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.firstAward
 }
 
 // watchAward returns a channel that receives the time recipient's award is answered 201.
@@ -138,6 +162,8 @@ func requestKind(r *http.Request) string {
 	switch {
 	case strings.HasPrefix(p, "/o/token"):
 		return kindToken
+	case r.Method == http.MethodGet && strings.HasSuffix(p, "/assertions") && !r.URL.Query().Has("recipient"):
+		return kindListing
 	case r.Method == http.MethodGet && strings.HasSuffix(p, "/assertions"):
 		return kindLookup
 	case r.Method == http.MethodPost && strings.HasSuffix(p, "/assertions"):
@@ -205,8 +231,12 @@ func (h *fakeHost) throttle(w http.ResponseWriter, wait time.Duration) {
 func (h *fakeHost) awardDone(recipient string, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.answered++
 	if at.After(h.lastAward) {
 		h.lastAward = at
+	}
+	if h.firstAward.IsZero() || at.Before(h.firstAward) {
+		h.firstAward = at
 	}
 	if recipient == "" {
 		return
@@ -250,11 +280,20 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 // waitAwards polls until the host holds want assertions or ctx ends; it returns the count seen.
+// Batch awards count: it counts the sandbox's assertions, not requests.
 func (h *fakeHost) waitAwards(ctx context.Context, want int) (int, error) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	n, seen := 0, -1
 	for {
-		n := h.awardCount()
+		// Copying a backfill's 100,000 assertions every tick would cost this process (whose
+		// CPU and RSS are measured) more than the bridge: count only after a new award answer.
+		h.mu.Lock()
+		answered := h.answered
+		h.mu.Unlock()
+		if answered != seen {
+			seen, n = answered, h.awardCount()
+		}
 		if n >= want {
 			return n, nil
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,6 +20,7 @@ const (
 	targetBusRatio     = 0.8
 	targetAwardRatio   = 0.85
 	targetLivePerAward = 2.0
+	targetBulkPerAward = 0.05
 	targetBackfill     = 10 * time.Minute
 	targetRSS          = 64 << 20
 	backfillLearners   = 100_000
@@ -136,6 +138,9 @@ func figures(r *Results) []row {
 			measured: t.Round(time.Second).String(), baseline: "—", ratio: "—", target: "< " + targetBackfill.String(),
 			met: yesNo(t < targetBackfill)})
 	}
+	if bf := r.Backfill; bf != nil {
+		rows = append(rows, backfillRows(bf)...)
+	}
 	if is := r.Issue; is != nil && is.BytesPerAward > 0 {
 		rows = append(rows, row{figure: "Redis memory per awarded learner (queue drained)", measured: fmt.Sprintf("%.0f B", is.BytesPerAward),
 			baseline: "—", ratio: "—", target: "—", met: "—"})
@@ -154,6 +159,56 @@ func figures(r *Results) []row {
 			baseline: "—", ratio: "—", target: "< 64 MiB per process", met: yesNo(r.PeakRSS > 0 && r.PeakRSS < targetRSS)},
 		row{figure: "peak RSS, redis-server", measured: mib(r.RedisRSS), baseline: "—", ratio: "—", target: "—", met: "—"})
 	return rows
+}
+
+// backfillRows are the bulk figures: host requests per award with their kinds, the measured
+// backfill time and, below the issue's 100,000 learners, its extrapolation to them.
+func backfillRows(bf *backfillResult) []row {
+	rpa := bf.requestsPerAward()
+	c := bf.Counts
+	perAward := row{
+		figure: fmt.Sprintf("host requests per award in bulk (backfill of %s learners, R = %s, L = %s)",
+			thousands(bf.N), rateName(bf.Rate), bf.Latency),
+		measured: fmt.Sprintf("%.3f: %d requests for %s awards (class listing %d, look-ups %d, batch awards %d, "+
+			"single awards %d, other %d; 429s among them %d, %d after 1 s)", rpa, bf.Requests, thousands(bf.Awarded),
+			c[kindListing], c[kindLookup], c[kindBatch], c[kindAward], c[kindRevoke]+c[kindOther], bf.Throttled, bf.Late429),
+		baseline: "—", ratio: "—", target: fmt.Sprintf("≤ %.2f", targetBulkPerAward),
+		met: yesNo(rpa > 0 && rpa <= targetBulkPerAward && bf.Err == nil),
+	}
+	measured := fmt.Sprintf("%s in all (intake %s, %.0f rows/s; first award after %s; awards %.0f/s)",
+		bf.Total.Round(100*time.Millisecond), bf.Intake.Round(10*time.Millisecond), bf.intakeRate(),
+		bf.FirstAward.Round(10*time.Millisecond), bf.awardRate())
+	if bf.Err != nil {
+		measured += fmt.Sprintf("; not finished: %s of %s awarded", thousands(bf.Awarded), thousands(bf.N))
+	}
+	total := row{
+		figure:   fmt.Sprintf("%s-learner backfill at R = %s, L = %s (bulk, measured)", thousands(bf.N), rateName(bf.Rate), bf.Latency),
+		measured: measured, baseline: "—", ratio: "—", target: "—", met: "—",
+	}
+	if bf.N >= backfillLearners {
+		total.target = "< " + targetBackfill.String()
+		total.met = yesNo(bf.Err == nil && bf.Total < targetBackfill)
+		return []row{perAward, total}
+	}
+	extra := row{
+		figure: fmt.Sprintf("%s-learner backfill at R = %s (bulk, **extrapolated** from %s learners: "+
+			"lag to first award + max(%s / intake rate, %s / award rate))", thousands(backfillLearners), rateName(bf.Rate),
+			thousands(bf.N), thousands(backfillLearners), thousands(backfillLearners)),
+		measured: "not measured", baseline: "—", ratio: "—", target: "< " + targetBackfill.String(), met: "—",
+	}
+	if t, ok := bf.extrapolate(backfillLearners); ok {
+		extra.measured, extra.met = t.Round(time.Second).String()+" (extrapolated)", yesNo(t < targetBackfill)
+	}
+	return []row{perAward, total, extra}
+}
+
+// thousands writes a count with comma thousands separators, as the issue writes its sizes.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func busFigure(d time.Duration, n int) string {
@@ -176,18 +231,16 @@ func details(w io.Writer, r *Results) {
 		if is == nil || len(is.Counts) == 0 {
 			continue
 		}
-		kinds := make([]string, 0, len(is.Counts))
-		for k := range is.Counts {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		parts := make([]string, 0, len(kinds))
-		for _, k := range kinds {
-			parts = append(parts, fmt.Sprintf("%s %d", k, is.Counts[k]))
-		}
-		fmt.Fprintf(w, "\nHost requests, %s (%d awards): %s.", is.Name, is.Awarded, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "\nHost requests, %s (%d awards): %s.", is.Name, is.Awarded, kindList(is.Counts))
 		if is.Err != nil {
 			fmt.Fprintf(w, " Not finished: %v.", is.Err)
+		}
+		fmt.Fprintln(w)
+	}
+	if bf := r.Backfill; bf != nil && len(bf.Counts) > 0 {
+		fmt.Fprintf(w, "\nHost requests, backfill (%d learners, %d awards): %s.", bf.N, bf.Awarded, kindList(bf.Counts))
+		if bf.Err != nil {
+			fmt.Fprintf(w, " Not finished: %v.", bf.Err)
 		}
 		fmt.Fprintln(w)
 	}
@@ -209,6 +262,9 @@ func details(w io.Writer, r *Results) {
 			cpuRow(fmt.Sprintf("issuance %s, %d awards", is.Name, is.Awarded), is.CPU)
 		}
 	}
+	if bf := r.Backfill; bf != nil {
+		cpuRow(fmt.Sprintf("backfill, %d learners (intake and awards)", bf.N), bf.CPU)
+	}
 	if r.Ingest != nil && len(r.Ingest.Levels) > 0 {
 		l := r.Ingest.Levels[len(r.Ingest.Levels)-1]
 		commandsPer(w, fmt.Sprintf("webhook event (c = %d)", l.Conc), l.CPU.Commands, l.Bridge.OK)
@@ -219,6 +275,9 @@ func details(w io.Writer, r *Results) {
 	if r.Issue != nil {
 		commandsPer(w, "award ("+r.Issue.Name+")", r.Issue.CPU.Commands, r.Issue.Awarded)
 	}
+	if bf := r.Backfill; bf != nil {
+		commandsPer(w, "backfilled award (intake and bulk run)", bf.CPU.Commands, bf.Awarded)
+	}
 	if is := r.Issue; is != nil && len(is.Families) > 0 && is.Awarded > 0 {
 		fmt.Fprintf(w, "\nRedis keys after issuance %s (%d awarded learners, queue drained):\n\n", is.Name, is.Awarded)
 		fmt.Fprintln(w, "| key family | keys | bytes | bytes per learner |")
@@ -227,6 +286,20 @@ func details(w io.Writer, r *Results) {
 			fmt.Fprintf(w, "| `%s` | %d | %d | %.0f |\n", f.Name, f.Keys, f.Bytes, float64(f.Bytes)/float64(is.Awarded))
 		}
 	}
+}
+
+// kindList is host request counts by kind, in name order.
+func kindList(counts map[string]int) string {
+	kinds := make([]string, 0, len(counts))
+	for k := range counts {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // commandsPer lists the Redis commands a phase ran per unit of work, most frequent first
