@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/badgebridge/bridge/internal/backoff"
@@ -15,13 +16,17 @@ var retryPolicy = backoff.Policy{Base: 200 * time.Millisecond, Max: 30 * time.Se
 func wait(n int) time.Duration { return retryPolicy.Delay(n) }
 
 // outage turns a run of failures of one dependency into one warning when it starts and one
-// info line when it ends, instead of a line per retry. Only Run's goroutine uses it.
+// info line when it ends, instead of a line per retry. It is safe for concurrent use: the
+// lanes of a batch report to it.
 type outage struct {
 	what  string
+	mu    sync.Mutex
 	since time.Time // zero: not failing
 }
 
 func (o *outage) failed(log *slog.Logger, err error, attrs ...any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if !o.since.IsZero() {
 		return
 	}
@@ -31,6 +36,8 @@ func (o *outage) failed(log *slog.Logger, err error, attrs ...any) {
 }
 
 func (o *outage) recovered(log *slog.Logger) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.since.IsZero() {
 		return
 	}

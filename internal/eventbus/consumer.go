@@ -37,6 +37,11 @@ const (
 	DefaultClaimIdle     = 60 * time.Second
 	DefaultClaimInterval = 15 * time.Second
 	DefaultGoneAfter     = time.Hour
+	// DefaultLanes is how many entries of a batch are handled at once. The intake spends an
+	// entry mostly waiting on ~5 Redis round trips, so a few lanes per CPU keep the CPUs busy;
+	// more would mostly queue for the bridge's Redis connection pool (go-redis: 10 per CPU),
+	// which the issuance workers share, and fail more entries at once when Redis goes away.
+	DefaultLanes = 8
 	// DefaultDeadMaxLen caps each dead-letter stream: a dead letter is at most ~7 KiB (4 KiB of
 	// event_data, 1 KiB of reason, the metadata fields at 256 bytes each), so a full stream
 	// holds at most ~7 MB, usually far less.
@@ -57,6 +62,9 @@ type Config struct {
 	Consumer string   // consumer name, stable per pod; default POD_NAME, HOSTNAME or the host name (defaultConsumerName)
 	Block    time.Duration
 	Count    int // entries per stream and read
+	// Lanes is how many entries of a batch are handled at once; one learner's entries are
+	// always handled one after the other, in stream order.
+	Lanes int
 
 	// ClaimIdle is how long an entry may stay pending with any consumer before another one
 	// takes it over with XAUTOCLAIM; ClaimInterval is how often that is tried (and the trimmed
@@ -85,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Count <= 0 {
 		c.Count = DefaultCount
+	}
+	if c.Lanes <= 0 {
+		c.Lanes = DefaultLanes
 	}
 	if c.ClaimIdle <= 0 {
 		c.ClaimIdle = DefaultClaimIdle
@@ -139,7 +150,8 @@ type Consumer struct {
 	failScript  *redis.Script                              // countFailureLua
 	pruneScript *redis.Script                              // pruneLua
 
-	// Outage trackers, so each outage logs one warning and one recovery line.
+	// Outage trackers, so each outage logs one warning and one recovery line. The lanes of a
+	// batch share them.
 	busDown    outage
 	ownDown    outage
 	intakeDown outage
@@ -176,7 +188,7 @@ type runState struct {
 	failures        int             // consecutive failed cycles, for the backoff
 	uncountable     map[string]bool
 	// acks holds, per stream, the entries of the current batch that are finished: they are
-	// acknowledged together, in one round trip, at the end of the batch.
+	// acknowledged together, in one round trip, once every lane of the batch is done.
 	acks map[string][]string
 }
 

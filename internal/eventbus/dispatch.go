@@ -17,14 +17,21 @@ import (
 // when Run's context has just ended, so finished work is not offered again.
 const ackTimeout = 5 * time.Second
 
-// errStopBatch stops the rest of a stream's batch after an entry could not be finished; the
-// entry and those after it stay pending and are read again after the backoff.
-var errStopBatch = errors.New("entry not finished")
+var (
+	// errStopBatch says an entry could not be finished because the bridge's Redis is failing or
+	// Run is stopping: no further entry of the batch is started, since it would fail the same
+	// way. The entry and those not started stay pending and are read again after the backoff.
+	errStopBatch = errors.New("entry not finished")
+	// errEntryFailed says the intake failed on this entry and the failure counted: the entry
+	// and its learner's later entries of the batch stay pending, the other learners go on.
+	errEntryFailed = errors.New("entry failed")
+)
 
-// readBatch reads once from all streams and processes what came, in order per stream. A
-// stream in st.drain is read from this consumer's pending list (after the id in st.drain),
-// the others from the new entries with ">". The read blocks only when every stream reads new
-// entries: Redis answers a pending-list read at once, so blocking would not apply anyway.
+// readBatch reads once from all streams, processes what came on the lanes (handleBatch) and
+// acknowledges the finished entries in one round trip. A stream in st.drain is read from this
+// consumer's pending list (after the id in st.drain), the others from the new entries with
+// ">". The read blocks only when every stream reads new entries: Redis answers a pending-list
+// read at once, so blocking would not apply anyway.
 func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 	streams := make([]string, 0, 2*len(c.cfg.Streams))
 	streams = append(streams, c.cfg.Streams...)
@@ -61,24 +68,43 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 		}
 	}
 
+	var jobs []job
+	for _, xs := range res {
+		_, draining := st.drain[xs.Stream]
+		for _, m := range xs.Messages {
+			jobs = append(jobs, job{stream: xs.Stream, msg: m, redelivered: draining})
+		}
+	}
+	c.handleBatch(ctx, jobs)
+
+	// Entries finish out of order across lanes. A drained stream is read again after its
+	// longest finished prefix; a stream read with ">" that left entries unfinished has them in
+	// this consumer's pending list now. The finished entries after an unfinished one are
+	// acknowledged below and so are not read again.
 	ok := true
+	next := 0
 	for _, xs := range res {
 		from, draining := st.drain[xs.Stream]
+		prefix := true
 		for _, m := range xs.Messages {
-			if err := c.process(ctx, st, xs.Stream, m, draining); err != nil {
-				ok = false
-				if !draining {
-					// The rest of the batch is in this consumer's pending list now.
-					st.drain[xs.Stream] = "0"
-				} else {
-					st.drain[xs.Stream] = from
+			if jobs[next].done {
+				if st.acks == nil {
+					st.acks = map[string][]string{}
 				}
-				break
+				st.acks[xs.Stream] = append(st.acks[xs.Stream], m.ID)
+			} else {
+				ok, prefix = false, false
 			}
-			if draining {
+			if draining && prefix {
 				from = m.ID
-				st.drain[xs.Stream] = from
 			}
+			next++
+		}
+		switch {
+		case draining:
+			st.drain[xs.Stream] = from
+		case !prefix:
+			st.drain[xs.Stream] = "0"
 		}
 	}
 	return c.flushAcks(ctx, st) && ok
@@ -89,77 +115,63 @@ func (c *Consumer) readBatch(ctx context.Context, st *runState) bool {
 // decoding it would only cost memory before the parser refused it.
 const maxEventData = 64 << 10
 
-// process finishes one entry: hands it to the handler, dead-letters it or skips it, and
-// acknowledges it only then. redelivered says the entry came from a pending list, so it may
-// carry a failure count. A non-nil error means the entry stays pending.
-func (c *Consumer) process(ctx context.Context, st *runState, stream string, m redis.XMessage, redelivered bool) error {
-	if m.Values == nil {
+// process finishes one prepared entry: hands it to the handler, dead-letters it or skips it.
+// It returns nil when the entry is finished and is to be acknowledged; otherwise it stays
+// pending, and the error wraps errStopBatch or errEntryFailed. It runs on a lane: what it
+// touches besides the job is safe for concurrent use.
+func (c *Consumer) process(ctx context.Context, b *batch, j *job) error {
+	stream, id, redelivered := j.stream, j.msg.ID, j.redelivered
+	if j.msg.Values == nil {
 		// Trimmed from the stream while pending: Redis keeps the id, the fields are gone.
-		if err := c.ack(ctx, st, stream, m.ID); err != nil {
-			return err
-		}
 		if redelivered {
-			c.forgetFailures(ctx, stream, m.ID)
+			c.forgetFailures(ctx, stream, id)
 		}
 		c.metrics.trimmed(stream, 1)
 		c.log.Warn("pending entry was trimmed from the stream before it was processed; it is lost to the bridge: run bridge backfill",
-			"stream", stream, "entry_id", m.ID)
+			"stream", stream, "entry_id", id)
 		return nil
 	}
-	fields := make(map[string]string, len(m.Values))
-	for k, v := range m.Values {
-		if s, ok := v.(string); ok {
-			fields[k] = s
-		} else {
-			fields[k] = fmt.Sprint(v)
-		}
-	}
+	fields, ev := j.fields, j.ev
 
-	ev, err := c.decode(fields)
 	var unsupported *edx.UnsupportedTypeError
 	var pe *panicError
-	switch {
+	switch err := j.err; {
 	case errors.As(err, &unsupported):
 		// Other services' events share the stream (badge.awarded from credentials, …).
-		if err := c.ack(ctx, st, stream, m.ID); err != nil {
-			return err
-		}
 		c.metrics.unsupported(stream, unsupported.Type)
-		c.log.Debug("event type not handled; acknowledged", "stream", stream, "entry_id", m.ID,
+		c.log.Debug("event type not handled; acknowledged", "stream", stream, "entry_id", id,
 			"event_id", logID(fields["id"]), "type", typeLabel(unsupported.Type))
 		return nil
 	case errors.As(err, &pe):
 		c.log.Error("panic while decoding an event-bus entry; moving it to the dead-letter stream", "stream", stream,
-			"entry_id", m.ID, "panic", pe.value, "stack", pe.stack)
-		return c.bury(ctx, st, stream, m.ID, fields, userIDOf(fields), pe.Error(), redelivered)
+			"entry_id", id, "panic", pe.value, "stack", pe.stack)
+		return c.bury(ctx, stream, id, fields, userIDOf(fields), pe.Error(), redelivered)
 	case err != nil:
 		// Undecodable now means undecodable forever: retrying would block the stream.
-		return c.bury(ctx, st, stream, m.ID, fields, userIDOf(fields), err.Error(), redelivered)
+		return c.bury(ctx, stream, id, fields, userIDOf(fields), err.Error(), redelivered)
 	}
 
 	res, err := c.handle(ctx, ev)
 	switch {
 	case errors.As(err, &pe):
 		c.log.Error("panic while handling an event-bus entry; moving it to the dead-letter stream", "stream", stream,
-			"entry_id", m.ID, "event_id", ev.ID, "user_id", ev.UserID, "panic", pe.value, "stack", pe.stack)
-		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, pe.Error(), redelivered)
+			"entry_id", id, "event_id", ev.ID, "user_id", ev.UserID, "panic", pe.value, "stack", pe.stack)
+		return c.bury(ctx, stream, id, fields, ev.UserID, pe.Error(), redelivered)
 	case err != nil:
-		return c.handleFailed(ctx, st, stream, m.ID, fields, ev, err)
+		return c.handleFailed(ctx, b, stream, id, fields, ev, err)
 	case res.Status == intake.StatusConflict:
 		// Another event under an id already handled: kept for the operator, like the 409 a
 		// webhook sender gets, rather than acted on or silently dropped.
-		return c.bury(ctx, st, stream, m.ID, fields, ev.UserID, res.Message, redelivered)
+		return c.bury(ctx, stream, id, fields, ev.UserID, res.Message, redelivered)
 	}
-	c.intakeDown.recovered(c.log)
-	if err := c.ack(ctx, st, stream, m.ID); err != nil {
-		// Offered again later; the intake knows the event id and answers "duplicate".
-		return err
-	}
+	// If the acknowledgement fails, the entry is offered again and the intake, knowing the
+	// event id, answers "duplicate".
+	b.recorded.Store(true)
 	if redelivered {
-		c.forgetFailures(ctx, stream, m.ID)
+		c.forgetFailures(ctx, stream, id)
 	}
 	c.metrics.outcome(stream, outcomeProcessed)
-	c.log.Debug("event recorded", "stream", stream, "entry_id", m.ID, "event_id", ev.ID, "type", ev.Type,
+	c.log.Debug("event recorded", "stream", stream, "entry_id", id, "event_id", ev.ID, "type", ev.Type,
 		"user_id", ev.UserID, "status", res.Status, "jobs", len(res.Jobs))
 	return nil
 }
@@ -167,16 +179,24 @@ func (c *Consumer) process(ctx context.Context, st *runState, stream string, m r
 // handleFailed deals with an intake error: while the bridge's Redis is down the entry waits,
 // uncounted; otherwise the failure counts, and the maxIntakeFailures-th failure of the same
 // kind dead-letters the entry.
-func (c *Consumer) handleFailed(ctx context.Context, st *runState, stream, id string, fields map[string]string, ev edx.Event, err error) error {
+func (c *Consumer) handleFailed(ctx context.Context, b *batch, stream, id string, fields map[string]string, ev edx.Event, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", errStopBatch, err) // shutting down
 	}
+	b.intakeFailed.Store(true)
 	c.metrics.outcome(stream, outcomeFailed)
 	attrs := []any{"stream", stream, "entry_id", id, "event_id", ev.ID, "user_id", ev.UserID}
 	if c.queueDown(ctx, err) {
 		c.intakeDown.failed(c.log, err, attrs...)
 		c.log.Debug("event not recorded, the bridge's Redis is unavailable; entry stays pending", append(attrs, "err", err)...)
 		return fmt.Errorf("%w: %w", errStopBatch, err)
+	}
+	if !b.counted.CompareAndSwap(false, true) {
+		// One counted failure per batch, as when a failure stopped the batch: an intake that
+		// fails every entry (a full Redis answering PING, say) must not bring every entry of a
+		// batch to the dead-letter stream together.
+		c.intakeDown.failed(c.log, err, attrs...)
+		return fmt.Errorf("%w: %w", errEntryFailed, err)
 	}
 	n, cerr := c.countFailure(ctx, stream, id, err)
 	if cerr != nil {
@@ -190,20 +210,17 @@ func (c *Consumer) handleFailed(ctx context.Context, st *runState, stream, id st
 	if n >= maxIntakeFailures {
 		c.log.Error("the intake failed on an event-bus entry repeatedly; moving it to the dead-letter stream",
 			append(attrs, "failures", n, "err", err)...)
-		return c.bury(ctx, st, stream, id, fields, ev.UserID,
+		return c.bury(ctx, stream, id, fields, ev.UserID,
 			fmt.Sprintf("intake failed %d times: %v", n, err), true)
 	}
 	c.intakeDown.failed(c.log, err, attrs...)
 	c.log.Debug("event not recorded; entry stays pending", append(attrs, "failures", n, "err", err)...)
-	return fmt.Errorf("%w: %w", errStopBatch, err)
+	return fmt.Errorf("%w: %w", errEntryFailed, err)
 }
 
-// bury dead-letters an entry that will never be processed and acknowledges it.
-func (c *Consumer) bury(ctx context.Context, st *runState, stream, id string, fields map[string]string, userID int64, reason string, redelivered bool) error {
+// bury dead-letters an entry that will never be processed; nil means it is to be acknowledged.
+func (c *Consumer) bury(ctx context.Context, stream, id string, fields map[string]string, userID int64, reason string, redelivered bool) error {
 	if err := c.deadLetter(ctx, stream, id, fields, userID, reason); err != nil {
-		return err
-	}
-	if err := c.ack(ctx, st, stream, id); err != nil {
 		return err
 	}
 	if redelivered {
@@ -246,15 +263,6 @@ func (c *Consumer) handle(ctx context.Context, ev edx.Event) (res intake.Result,
 		}
 	}()
 	return c.handler.Handle(ctx, ev, Via)
-}
-
-// ack marks an entry finished; flushAcks acknowledges the batch's finished entries.
-func (c *Consumer) ack(_ context.Context, st *runState, stream, id string) error {
-	if st.acks == nil {
-		st.acks = map[string][]string{}
-	}
-	st.acks[stream] = append(st.acks[stream], id)
-	return nil
 }
 
 // flushAcks acknowledges the batch's finished entries, every stream in one round trip. It runs
