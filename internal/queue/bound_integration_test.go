@@ -70,6 +70,7 @@ func TestOneJobPerOwedRow(t *testing.T) {
 	// A short grace and re-queue period, so the rows come due many times during the test.
 	l := ledger.New(rdb, ledger.Options{IntakeGrace: 200 * time.Millisecond})
 	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, 20*time.Second)
+	enq.Bursts = false // this test is about the job per row
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq, Log: log}
 	keys := make([]ledger.RowKey, n)

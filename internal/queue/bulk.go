@@ -53,36 +53,82 @@ func (e *Enqueuer) EnqueueBulk(ctx context.Context, badgeClass string) error {
 
 // BulkEnqueuer is the Enqueuer of the intake for backfill and re-evaluation: it hands every row
 // to its class's bulk run instead of queueing a job per row.
-type BulkEnqueuer struct {
-	e  *Enqueuer
-	mu sync.Mutex
-	// queued is when each class's run was last made sure of: a run takes every row added while
-	// it runs, and the sweeper queues one for rows added after it ended, so once a second is
-	// enough.
-	queued map[string]time.Time
-}
+type BulkEnqueuer struct{ e *Enqueuer }
 
 // NewBulkEnqueuer hands rows to bulk runs queued through e.
-func NewBulkEnqueuer(e *Enqueuer) *BulkEnqueuer {
-	return &BulkEnqueuer{e: e, queued: map[string]time.Time{}}
-}
+func NewBulkEnqueuer(e *Enqueuer) *BulkEnqueuer { return &BulkEnqueuer{e: e} }
 
 // Enqueue puts the row in its class's bulk set and makes sure a run of the class is queued.
-func (b *BulkEnqueuer) Enqueue(ctx context.Context, k ledger.RowKey) error {
-	if err := b.e.ledger.AddBulk(ctx, k); err != nil {
+func (b *BulkEnqueuer) Enqueue(ctx context.Context, k ledger.RowKey) error { return b.e.toBulk(ctx, k) }
+
+// toBulk puts the row in its class's bulk set and makes sure a run of the class is queued, at
+// most once a second per class: a run takes every row added while it runs, and the sweeper
+// queues one for rows added after it ended.
+func (e *Enqueuer) toBulk(ctx context.Context, k ledger.RowKey) error {
+	if err := e.ledger.AddBulk(ctx, k); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	last, ok := b.queued[k.BadgeClass]
-	due := !ok || time.Since(last) > time.Second
-	if due {
-		b.queued[k.BadgeClass] = time.Now()
-	}
-	b.mu.Unlock()
-	if !due {
+	if !e.bursts.runDue(k.BadgeClass, time.Now()) {
 		return nil
 	}
-	return b.e.EnqueueBulk(ctx, k.BadgeClass)
+	return e.EnqueueBulk(ctx, k.BadgeClass)
+}
+
+// burstWindow is the window in which BulkMin rows of one class make a burst.
+const burstWindow = time.Second
+
+// maxTrackedClasses bounds the burst tracker; classes come from the mapping, so this is only a
+// guard against a mapping of thousands of classes growing it for ever.
+const maxTrackedClasses = 10000
+
+// bursts counts, per badge class, the rows this process queued in the current window, and when
+// it last made sure of the class's bulk run.
+type bursts struct {
+	mu      sync.Mutex
+	classes map[string]*burst
+}
+
+type burst struct {
+	start  time.Time
+	n      int
+	runDue time.Time // no EnqueueBulk for the class before this
+}
+
+func (b *bursts) get(class string, now time.Time) *burst {
+	if b.classes == nil || len(b.classes) > maxTrackedClasses {
+		b.classes = map[string]*burst{}
+	}
+	c, ok := b.classes[class]
+	if !ok {
+		c = &burst{start: now}
+		b.classes[class] = c
+	}
+	return c
+}
+
+// add counts a row of class and reports whether the class is in a burst.
+func (b *bursts) add(class string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.get(class, now)
+	if now.Sub(c.start) >= burstWindow {
+		c.start, c.n = now, 0
+	}
+	c.n++
+	return c.n >= BulkMin
+}
+
+// runDue reports whether the class's bulk run should be made sure of now, and if so, not again
+// for a second.
+func (b *bursts) runDue(class string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.get(class, now)
+	if now.Before(c.runDue) {
+		return false
+	}
+	c.runDue = now.Add(time.Second)
+	return true
 }
 
 // ensureBulkRuns queues a run for every class with rows waiting whose run is not queued or

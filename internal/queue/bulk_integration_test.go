@@ -93,3 +93,16 @@ func TestSweeperHandsBurstsToBulkRuns(t *testing.T) {
 		})
 	}
 }
+
+// A burst of live events of one badge class (BulkMin or more within a second) goes to a bulk
+// run from the BulkMin-th row on; the rows before it get a job each.
+func TestLiveBurstIsAwardedInBatches(t *testing.T) {
+	p := newPipeline(t)
+	n := BulkMin + 80
+	intakeMany(t, p.intake, 3000, n)
+	p.waitAwarded(t, n)
+	req := p.sandbox.Requests()
+	if req[routeBatch] == 0 || req[routeAward] > BulkMin {
+		t.Fatalf("requests %v; want batch awards and at most %d single awards", req, BulkMin)
+	}
+}

@@ -34,19 +34,29 @@ type Enqueuer struct {
 	client  *asynq.Client
 	ledger  *ledger.Ledger
 	timeout time.Duration
+	bursts  bursts
+	// Bursts hands rows in a burst to bulk runs (Enqueue); on by default.
+	Bursts bool
 }
 
 // NewEnqueuer queues on client, keeping each row's waiting job in l; timeout is a job's run
 // limit (above the row lease).
 func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, timeout time.Duration) *Enqueuer {
-	return &Enqueuer{client: client, ledger: l, timeout: timeout}
+	return &Enqueuer{client: client, ledger: l, timeout: timeout, Bursts: true}
 }
 
 // Enqueue makes sure one reconcile job is waiting for the row. When one already is, nothing is
 // queued: jobs carry no decision and read the row when they run, so the waiting one also does
 // this change. Otherwise a job goes in under a fresh id (ids are never reused, so an archived
 // or finished job never swallows a later change). An erased row needs no job.
+//
+// In a burst (BulkMin rows of one badge class queued by this process within a second) the row
+// goes to its class's bulk run instead: a course team issuing a class's certificates at once
+// gets batch awards, not two host requests per learner.
 func (e *Enqueuer) Enqueue(ctx context.Context, k ledger.RowKey) error {
+	if e.Bursts && e.bursts.add(k.BadgeClass, time.Now()) {
+		return e.toBulk(ctx, k)
+	}
 	_, err := e.ensure(ctx, k, false)
 	return err
 }
