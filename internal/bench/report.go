@@ -128,15 +128,10 @@ func figures(r *Results) []row {
 			x.ratio += fmt.Sprintf(" (%.2f of the serial bound)", rate/sb)
 		}
 		rows = append(rows, x)
-		rows = append(rows, row{figure: fmt.Sprintf("host requests per live award (R = %s)", rateName(is.Rate)),
-			measured: fmt.Sprintf("%.2f", rpa), baseline: "—", ratio: "—",
-			target: fmt.Sprintf("≤ %.0f", targetLivePerAward), met: yesNo(rpa > 0 && rpa <= targetLivePerAward)})
-	}
-	if is := r.IssueRate; is != nil && is.awardsPerSecond() > 0 {
-		t := time.Duration(float64(backfillLearners) / is.awardsPerSecond() * float64(time.Second))
-		rows = append(rows, row{figure: fmt.Sprintf("100,000-learner backfill at R = %d (live awards, extrapolated)", is.Rate),
-			measured: t.Round(time.Second).String(), baseline: "—", ratio: "—", target: "< " + targetBackfill.String(),
-			met: yesNo(t < targetBackfill)})
+		// The queue is filled by a burst of webhooks, so most of these awards go in batches:
+		// the ≤ 2 target of single live awards is measured by the e2e phase.
+		rows = append(rows, row{figure: fmt.Sprintf("host requests per award, a burst of %d webhooks (R = %s)", is.N, rateName(is.Rate)),
+			measured: fmt.Sprintf("%.2f", rpa), baseline: "—", ratio: "—", target: "—", met: "—"})
 	}
 	if bf := r.Backfill; bf != nil {
 		rows = append(rows, backfillRows(bf)...)
@@ -153,6 +148,12 @@ func figures(r *Results) []row {
 			x.measured += fmt.Sprintf(", %d missed", e.Missed)
 		}
 		rows = append(rows, x)
+		if n := len(e.Latencies); n > 0 {
+			rpa := float64(e.Requests) / float64(n)
+			rows = append(rows, row{figure: "host requests per live award (one event at a time, single awards)",
+				measured: fmt.Sprintf("%.2f (%d requests for %d awards)", rpa, e.Requests, n), baseline: "—", ratio: "—",
+				target: fmt.Sprintf("≤ %.0f", targetLivePerAward), met: yesNo(rpa <= targetLivePerAward)})
+		}
 	}
 	rows = append(rows,
 		row{figure: "peak RSS, benchmark process (bridge + fake host + load generator)", measured: mib(r.PeakRSS),
