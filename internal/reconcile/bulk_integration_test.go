@@ -11,14 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/queue"
-	"github.com/badgebridge/bridge/internal/rules"
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
@@ -153,14 +150,7 @@ func email(uid int64) string { return fmt.Sprintf("learner%d@example.org", uid) 
 
 func newBulkEnv(t *testing.T, n int) *bulkEnv {
 	t.Helper()
-	rdb := testutil.StartRedis(t).Client(t)
-	m, err := rules.Parse([]byte(testutil.TestMapping))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := ledger.New(rdb, ledger.Options{})
-	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
-	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: queue.NewBulkEnqueuer(enq)}
+	_, l, enq, in := newIntake(t, true)
 	e := &bulkEnv{l: l, enq: enq, host: newBulkHost()}
 	for i := range n {
 		uid := int64(1000 + i)

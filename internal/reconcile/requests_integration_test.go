@@ -43,6 +43,18 @@ type owedRow struct {
 
 func newOwedRow(t *testing.T, uid int64, at time.Time) owedRow {
 	t.Helper()
+	rdb, l, enq, in := newIntake(t, false)
+	ev := testutil.CertEvent(fmt.Sprintf("owed-%d", uid), uid, fmt.Sprintf("learner%d@example.org", uid), edx.TypeCertificateCreated, "downloadable", at)
+	if res, err := in.Handle(context.Background(), ev, "test"); err != nil || res.Status != intake.StatusAccepted {
+		t.Fatalf("intake: %+v %v", res, err)
+	}
+	return owedRow{rdb: rdb, l: l, enq: enq, k: ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: uid}}
+}
+
+// newIntake is the real intake of the test mapping on a fresh redis-server; with bulk its rows go
+// to bulk runs, as backfill's do.
+func newIntake(t *testing.T, bulk bool) (*redis.Client, *ledger.Ledger, *queue.Enqueuer, *intake.Intake) {
+	t.Helper()
 	rdb := testutil.StartRedis(t).Client(t)
 	m, err := rules.Parse([]byte(testutil.TestMapping))
 	if err != nil {
@@ -51,11 +63,10 @@ func newOwedRow(t *testing.T, uid int64, at time.Time) owedRow {
 	l := ledger.New(rdb, ledger.Options{})
 	enq := queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, time.Minute)
 	in := &intake.Intake{Ledger: l, Mapping: m, Enqueuer: enq}
-	ev := testutil.CertEvent(fmt.Sprintf("owed-%d", uid), uid, fmt.Sprintf("learner%d@example.org", uid), edx.TypeCertificateCreated, "downloadable", at)
-	if res, err := in.Handle(context.Background(), ev, "test"); err != nil || res.Status != intake.StatusAccepted {
-		t.Fatalf("intake: %+v %v", res, err)
+	if bulk {
+		in.Enqueuer = queue.NewBulkEnqueuer(enq)
 	}
-	return owedRow{rdb: rdb, l: l, enq: enq, k: ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: uid}}
+	return rdb, l, enq, in
 }
 
 // A clean 201 within the lease costs two host requests (look-up, POST) and no verification; a
