@@ -1,6 +1,8 @@
 // Command bridge-bench measures the bridge against its baselines in one run and prints a
-// markdown table of ratios (docs/BENCHMARKS.md). It starts its own redis-server, the bridge in
-// process and a fake badge host, all on 127.0.0.1.
+// markdown table of ratios (docs/BENCHMARKS.md). It starts its own redis-server, the bridge and
+// a fake badge host, all on 127.0.0.1; the bridges whose peak RSS is reported run as processes
+// of their own, this binary started again with the hidden first argument -child-bridge
+// <run|serve|work>, which runs that bridge from its environment as `bridge <command>` would.
 //
 //	go run ./cmd/bridge-bench            # the documented run
 //	go run ./cmd/bridge-bench -quick     # a smoke run of a few seconds
@@ -22,6 +24,10 @@ import (
 )
 
 func main() {
+	// Before the benchmark's flags, so that -h does not list a mode only the benchmark uses.
+	if bench.IsChildBridge(os.Args[1:]) {
+		os.Exit(bench.RunChildBridge(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run())
 }
 

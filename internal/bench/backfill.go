@@ -36,7 +36,9 @@ type backfillResult struct {
 	Requests              int // every request but the token endpoint's, 429s included
 	Throttled, Late429    int
 	CPU                   cpuUse
-	Err                   error
+	// BridgeRSS is the peak RSS of the `work` process that made the awards (0: not measured).
+	BridgeRSS int64
+	Err       error
 }
 
 func (r backfillResult) requestsPerAward() float64 {
@@ -80,9 +82,10 @@ func (r backfillResult) extrapolate(n int) (time.Duration, bool) {
 	return r.FirstAward + time.Duration(slowest*float64(time.Second)), true
 }
 
-// runBackfill writes a backfill CSV of N new learners, starts a `work` bridge against a host at
-// rate R and latency L, then runs the backfill with apply in this process as `bridge backfill
-// --yes FILE` would, and times it until the host holds N assertions.
+// runBackfill writes a backfill CSV of N new learners, starts a `work` bridge in a process of its
+// own against a host at rate R and latency L, then runs the backfill with apply in this process
+// as `bridge backfill --yes FILE` would, and times it until the host holds N assertions. The
+// host stays in this process, so the `work` process's peak RSS is the bridge's alone.
 func (b *Bench) runBackfill(ctx context.Context) (backfillResult, error) {
 	n := b.cfg.BackfillN
 	out := backfillResult{N: n, Rate: b.cfg.Rate, Latency: b.cfg.Latency}
@@ -113,15 +116,13 @@ func (b *Bench) runBackfill(ctx context.Context) (backfillResult, error) {
 	defer stopProfile()
 	mark := b.cpuMark(ctx)
 	host.resetCounts()
-	br, err := startBridge(ctx, opts, b.bridgeLog)
+	br, err := startChildBridge(ctx, opts, b.bridgeLog, b.childProfile(PhaseBackfill))
 	if err != nil {
 		return out, err
 	}
-	defer func() {
-		if err := br.stop(); err != nil {
-			b.log.Warn("stop bridge", "err", err)
-		}
-	}()
+	// Error paths only: the normal path stops it below, where the peak RSS is taken.
+	defer func() { _, _ = br.stop() }()
+	mark.follow(br, true)
 
 	wctx, cancel := context.WithTimeoutCause(ctx, b.cfg.BackfillTime, errTimeout)
 	defer cancel()
@@ -159,8 +160,11 @@ func (b *Bench) runBackfill(ctx context.Context) (backfillResult, error) {
 			out.Requests += v
 		}
 	}
+	if out.BridgeRSS, err = br.stop(); err != nil {
+		b.log.Warn("stop bridge", "err", err)
+	}
 	b.log.Info("backfill", "learners", n, "awarded", out.Awarded, "total", out.Total.Round(time.Millisecond),
-		"requests", out.Requests, "counts", out.Counts)
+		"requests", out.Requests, "counts", out.Counts, "bridge_peak_rss_mib", out.BridgeRSS>>20)
 	return out, out.Err
 }
 

@@ -1,6 +1,8 @@
 // Package bench measures the bridge against its baselines in one run (issue 10, item 4): a
-// private redis-server, the bridge in this process and a fake badge host with latency and a
-// rate limit, all on loopback. cmd/bridge-bench parses flags and calls Run.
+// private redis-server, the bridge and a fake badge host with latency and a rate limit, all on
+// loopback. cmd/bridge-bench parses flags and calls Run. The bridges whose memory is a target
+// (ingest's `serve`, backfill's `work`) run in processes of their own, this binary re-executed
+// with -child-bridge (RunChildBridge); the others run in this process.
 package bench
 
 import (
@@ -118,7 +120,7 @@ type Results struct {
 	IssueRate  *issueResult
 	Backfill   *backfillResult
 	E2E        *e2eResult
-	PeakRSS    int64 // this process: bridge, fake host and load generator together
+	PeakRSS    int64 // this process: in-process bridges, fake host and load generator together
 	RedisRSS   int64
 	GoVersion  string
 	Wall       time.Duration
@@ -225,10 +227,22 @@ func (b *Bench) profile(phase string) (func(), error) {
 	}, nil
 }
 
-// cpuUse is CPU time spent during a stretch of wall time, by this process and by Redis.
+// childProfile is the CPU profile file of a child bridge in phase, when profiles are asked for.
+func (b *Bench) childProfile(phase string) string {
+	if b.cfg.CPUProfile == "" {
+		return ""
+	}
+	return b.cfg.CPUProfile + "-" + phase + "-bridge.pprof"
+}
+
+// cpuUse is CPU time spent during a stretch of wall time, by this process, by a bridge in a
+// process of its own and by Redis.
 type cpuUse struct {
 	Wall, Self, Redis time.Duration
-	Commands          map[string]int64 // Redis commands run meanwhile, by name
+	// Bridge is the child bridge's CPU when Apart; otherwise the bridge's CPU is in Self.
+	Bridge   time.Duration
+	Apart    bool
+	Commands map[string]int64 // Redis commands run meanwhile, by name
 }
 
 type cpuMarker struct {
@@ -237,6 +251,8 @@ type cpuMarker struct {
 	wall       time.Time
 	self, redi float64
 	cmds       map[string]int64
+	child      *childBridge
+	childBase  time.Duration
 }
 
 func (b *Bench) cpuMark(ctx context.Context) cpuMarker {
@@ -246,18 +262,49 @@ func (b *Bench) cpuMark(ctx context.Context) cpuMarker {
 	return m
 }
 
+// follow counts a child bridge's CPU in the stretch: from its start when it was started after
+// the mark, else from now.
+func (m *cpuMarker) follow(c *childBridge, startedAfterMark bool) {
+	m.child, m.childBase = c, 0
+	if !startedAfterMark {
+		if t, err := c.cpu(); err == nil {
+			m.childBase = t
+		} else {
+			m.b.log.Warn("child bridge CPU", "err", err)
+		}
+	}
+}
+
 func (m cpuMarker) since(ctx context.Context) cpuUse {
 	defer m.rdb.Close()
 	wall := time.Since(m.wall)
+	var bridge time.Duration
+	if m.child != nil {
+		if t, err := m.child.cpu(); err == nil {
+			bridge = t - m.childBase
+		} else {
+			m.b.log.Warn("child bridge CPU", "err", err)
+		}
+	}
+	// A phase cut short by Ctrl-C or its time limit still reports what it used so far.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	r, _ := redisCPU(ctx, m.rdb)
-	cmds, _ := commandCalls(ctx, m.rdb)
+	cmds, err := commandCalls(ctx, m.rdb)
+	if err != nil || m.cmds == nil {
+		// Without both counts there is no difference to show; a nil map would panic below.
+		cmds = map[string]int64{}
+	}
 	for k, v := range m.cmds {
-		cmds[k] -= v
+		if _, ok := cmds[k]; ok {
+			cmds[k] -= v
+		}
 	}
 	// The INFO calls of the marks themselves are not the bridge's.
 	delete(cmds, "info")
 	sec := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-	return cpuUse{Wall: wall, Self: sec(selfCPU() - m.self), Redis: sec(r - m.redi), Commands: cmds}
+	return cpuUse{Wall: wall, Self: sec(selfCPU() - m.self), Redis: sec(r - m.redi), Bridge: bridge, Apart: m.child != nil,
+		Commands: cmds}
 }
 
 // selfCPU is this process's user+system CPU seconds so far.

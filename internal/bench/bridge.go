@@ -42,7 +42,7 @@ func writeMapping(dir string) (string, error) {
 
 // bridgeOptions is what a phase changes in the bridge's configuration.
 type bridgeOptions struct {
-	Command     string // app.CmdRun, app.CmdServe or app.CmdWork (startBridge only)
+	Command     string // app.CmdRun, app.CmdServe or app.CmdWork (not read by bridgeConfig)
 	RedisURL    string
 	MappingFile string
 	Host        *fakeHost // nil: no badge host (serve)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/app"
 )
@@ -19,6 +20,8 @@ type ingestLevel struct {
 	Bridge loadResult
 	Raw    loadResult
 	CPU    cpuUse // of the bridge part
+	// BridgeRSS is the peak RSS of the level's `serve` process (0: not measured).
+	BridgeRSS int64
 }
 
 // ingestResult is the webhook phase.
@@ -35,21 +38,10 @@ const rawQueue = "bench-raw"
 
 // runIngest measures webhook ingest at each concurrency against raw asynq Enqueue of the same
 // bodies on the same Redis. The bridge runs as `serve` (the web role): no worker competes for
-// the cores, as the issue's figure is the intake's.
+// the cores, as the issue's figure is the intake's. Each level has a `serve` process of its own,
+// so that its peak RSS (and, with -cpuprofile, its profile) is that level's.
 func (b *Bench) runIngest(ctx context.Context) (ingestResult, error) {
 	var out ingestResult
-	br, err := startBridge(ctx, bridgeOptions{Command: app.CmdServe, RedisURL: b.redis.url(0), MappingFile: b.mapping,
-		RateLimit: b.cfg.Rate, Concurrency: b.cfg.Concurrency}, b.bridgeLog)
-	if err != nil {
-		return out, err
-	}
-	defer func() {
-		if err := br.stop(); err != nil {
-			b.log.Warn("stop bridge", "err", err)
-		}
-	}()
-	url := "http://" + br.app.HTTPAddr + "/v1/webhooks/openedx"
-
 	raw := b.redis.client(1)
 	defer raw.Close()
 	aq := asynq.NewClientFromRedisClient(raw)
@@ -63,6 +55,7 @@ func (b *Bench) runIngest(ctx context.Context) (ingestResult, error) {
 		bodies := make([][]byte, n)
 		first := b.nextLearners(n)
 		for i := range bodies {
+			var err error
 			if bodies[i], err = webhookBody(first + int64(i)); err != nil {
 				return out, err
 			}
@@ -77,37 +70,62 @@ func (b *Bench) runIngest(ctx context.Context) (ingestResult, error) {
 			return out, fmt.Errorf("flush baseline database: %w", err)
 		}
 
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true,
-		}}
-		before, err := usedMemory(ctx, own)
+		g, err := b.ingestBridge(ctx, own, &lvl, bodies)
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("ingest at c = %d: %w", c, err)
 		}
-		stopProfile, err := b.profile(fmt.Sprintf("ingest-c%d", c))
-		if err != nil {
-			return out, err
-		}
-		mark := b.cpuMark(ctx)
-		lvl.Bridge = runLoad(ctx, c, n, b.cfg.IngestTime, func(ctx context.Context, i int) error {
-			return postWebhook(ctx, client, url, bodies[i])
-		})
-		lvl.CPU = mark.since(ctx)
-		stopProfile()
-		client.CloseIdleConnections()
-		after, err := usedMemory(ctx, own)
-		if err != nil {
-			return out, err
-		}
-		grew += after - before
+		grew += g
 		accepted += lvl.Bridge.OK
 		out.Levels = append(out.Levels, lvl)
-		b.log.Info("ingest", "concurrency", c, "bridge_per_s", int(lvl.Bridge.rate()), "raw_per_s", int(lvl.Raw.rate()))
+		b.log.Info("ingest", "concurrency", c, "bridge_per_s", int(lvl.Bridge.rate()), "raw_per_s", int(lvl.Raw.rate()),
+			"bridge_peak_rss_mib", lvl.BridgeRSS>>20)
 	}
 	if accepted > 0 {
 		out.BytesPerEvent = float64(grew) / float64(accepted)
 	}
 	return out, nil
+}
+
+// ingestBridge posts bodies at lvl.Conc to a `serve` bridge of its own and records the result,
+// CPU and the bridge's peak RSS in lvl; it returns the growth of Redis's used_memory.
+func (b *Bench) ingestBridge(ctx context.Context, own *redis.Client, lvl *ingestLevel, bodies [][]byte) (int64, error) {
+	phase := fmt.Sprintf("ingest-c%d", lvl.Conc)
+	br, err := startChildBridge(ctx, bridgeOptions{Command: app.CmdServe, RedisURL: b.redis.url(0), MappingFile: b.mapping,
+		RateLimit: b.cfg.Rate, Concurrency: b.cfg.Concurrency}, b.bridgeLog, b.childProfile(phase))
+	if err != nil {
+		return 0, err
+	}
+	// Error paths only: the normal path stops it below, where the peak RSS is taken.
+	defer func() { _, _ = br.stop() }()
+	url := "http://" + br.httpAddr + "/v1/webhooks/openedx"
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: lvl.Conc, MaxConnsPerHost: lvl.Conc, DisableCompression: true,
+	}}
+	defer client.CloseIdleConnections()
+	before, err := usedMemory(ctx, own)
+	if err != nil {
+		return 0, err
+	}
+	stopProfile, err := b.profile(phase)
+	if err != nil {
+		return 0, err
+	}
+	mark := b.cpuMark(ctx)
+	mark.follow(br, false)
+	lvl.Bridge = runLoad(ctx, lvl.Conc, len(bodies), b.cfg.IngestTime, func(ctx context.Context, i int) error {
+		return postWebhook(ctx, client, url, bodies[i])
+	})
+	lvl.CPU = mark.since(ctx)
+	stopProfile()
+	client.CloseIdleConnections()
+	after, err := usedMemory(ctx, own)
+	if err != nil {
+		return 0, err
+	}
+	if lvl.BridgeRSS, err = br.stop(); err != nil {
+		b.log.Warn("stop bridge", "err", err)
+	}
+	return after - before, nil
 }
 
 // postWebhook sends one event with the bearer token and wants 200 "accepted".

@@ -46,6 +46,8 @@ func startRedis(ctx context.Context) (*redisServer, error) {
 	// Not CommandContext: the server must outlive a cancelled ctx until stop has measured it.
 	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
+	// As the child bridges: Ctrl-C leaves it to stop, and it dies with the benchmark.
+	s.cmd.SysProcAttr = childProcAttr()
 	if err := s.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start redis-server: %w", err)
