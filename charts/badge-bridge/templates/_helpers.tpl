@@ -247,6 +247,8 @@ Variables named in extraEnv or <component>.extraEnv replace the chart's own (no 
 {{- with $v.redis.clusterAddrs }}
 {{- $env = append $env (dict "name" "BRIDGE_REDIS_CLUSTER_ADDRS" "value" (join "," .)) }}
 {{- end }}
+{{- $env = append $env (dict "name" "BRIDGE_REDIS_MIN_REPLICAS" "value" (toString (int $v.redis.minReplicas))) }}
+{{- $env = append $env (dict "name" "BRIDGE_REDIS_WAIT_TIMEOUT" "value" $v.redis.waitTimeout) }}
 {{- if eq .component "worker" }}
 {{- $env = append $env (dict "name" "BRIDGE_WORKER_CONCURRENCY" "value" (toString (int $v.worker.concurrency))) }}
 {{- if $v.eventBus.enabled }}
