@@ -21,6 +21,7 @@ import (
 	"github.com/badgebridge/bridge/internal/announce"
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
+	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/eventbus"
 	"github.com/badgebridge/bridge/internal/intake"
 	"github.com/badgebridge/bridge/internal/ledger"
@@ -58,6 +59,7 @@ func New(cfg config.Config, command string, log *slog.Logger, banner io.Writer) 
 // parts is everything Run builds, so shutdown can undo it in order.
 type parts struct {
 	rdb      redis.UniversalClient
+	gate     *durable.Gate // nil with the embedded Redis: nothing to wait for
 	closers  []func()
 	ledger   *ledger.Ledger
 	intake   *intake.Intake
@@ -94,6 +96,9 @@ func (a *App) Run(ctx context.Context) error {
 	web := a.command == CmdRun || a.command == CmdServe
 	work := a.command == CmdRun || a.command == CmdWork
 	// Local problems first: a bad mapping stops the start before any connection is made.
+	if err := cfg.CheckMode(a.command); err != nil {
+		return err
+	}
 	bus := work && cfg.EventBusRedisURL != ""
 	var m *rules.Mapping
 	if web || bus {
@@ -115,6 +120,9 @@ func (a *App) Run(ctx context.Context) error {
 	if web || bus {
 		p.intake = &intake.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: intake.NewMetrics(p.registry),
 			RecordAll: cfg.LearnerRecord == "all"}
+		if p.gate != nil {
+			p.intake.Durable = p.gate
+		}
 	}
 	if cfg.EventBusRedisURL != "" {
 		if err := a.openEventBus(p, bus); err != nil {
@@ -190,7 +198,24 @@ func (a *App) openRedis(ctx context.Context, dev bool, p *parts) error {
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("queue Redis unreachable: %w", err)
 	}
+	p.gate = durableGate(ctx, cfg, rdb, a.log)
 	return nil
+}
+
+// keyPrefix is the ledger's key prefix, under which the durability marker lives too.
+const keyPrefix = "bb:"
+
+// durableGate prepares the durability wait of the intake (BRIDGE_REDIS_MIN_REPLICAS, WAITAOF)
+// and detects what applies; the gate logs what it found. A detection that fails here is only a
+// warning: the gate detects again before its next wait.
+func durableGate(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) *durable.Gate {
+	g := durable.New(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix, Log: log})
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := g.Detect(dctx); err != nil {
+		log.Warn("could not detect the queue Redis durability settings at start; detecting again before the next wait", "err", err)
+	}
+	return g
 }
 
 // openEventBus connects to the Open edX event-bus Redis. consume is true where the consumer

@@ -72,6 +72,8 @@ func (a *App) offlineIntake(ctx context.Context, m *rules.Mapping) (*intake.Inta
 		Enqueuer:  queue.NewBulkEnqueuer(queue.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, jobTimeout(reconcile.Lease(cfg.BadgrTimeout)))),
 		Log:       a.log,
 		RecordAll: cfg.LearnerRecord == "all",
+		// The same waits as the service: a learner reported done has its writes durable.
+		Durable: durableGate(ctx, cfg, rdb, a.log),
 	}
 	return in, func() { _ = rdb.Close() }, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/badgr"
 	"github.com/badgebridge/bridge/internal/config"
+	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/rules"
 )
 
@@ -38,6 +39,9 @@ func CheckRemote(ctx context.Context, cfg config.Config, m *rules.Mapping, out i
 		} else {
 			queueUp = true
 			for _, p := range checkQueueRedis(ctx, rdb, out) {
+				add("queue Redis: %s", p)
+			}
+			for _, p := range checkDurability(ctx, cfg, rdb, out) {
 				add("queue Redis: %s", p)
 			}
 			if cfg.BadgrURL != "" {
@@ -105,6 +109,16 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 		problems = append(problems, "persistence is off: a restart loses the ledger and the queue; turn on appendonly yes")
 	}
 	return problems
+}
+
+// checkDurability says which durability an answered event has (contract 5: fsync, replicas,
+// both or neither) and whether BRIDGE_REDIS_MIN_REPLICAS can be met.
+func checkDurability(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, out io.Writer) []string {
+	g := durable.New(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix})
+	// A failed detection is described ("unknown: …"); checkQueueRedis already reports INFO refused.
+	_ = g.Detect(ctx)
+	fmt.Fprintf(out, "queue Redis: durability: %s\n", g.Describe())
+	return g.Problems()
 }
 
 func checkHost(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *rules.Mapping, out io.Writer) []string {

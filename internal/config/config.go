@@ -25,6 +25,11 @@ type Config struct {
 	RedisSentinelMaster string   `env:"REDIS_SENTINEL_MASTER"`
 	RedisSentinelAddrs  []string `env:"REDIS_SENTINEL_ADDRS"`
 	RedisClusterAddrs   []string `env:"REDIS_CLUSTER_ADDRS"`
+	// RedisMinReplicas is how many replicas must acknowledge an event's writes (WAIT) before it
+	// is answered or acknowledged, so a failover keeps it; 0: none.
+	RedisMinReplicas int `env:"REDIS_MIN_REPLICAS, default=0"`
+	// RedisWaitTimeout bounds each durability wait (WAIT, WAITAOF); past it the answer is 503.
+	RedisWaitTimeout time.Duration `env:"REDIS_WAIT_TIMEOUT, default=1s"`
 
 	BadgrURL          string        `env:"BADGR_URL"`
 	BadgrUsername     string        `env:"BADGR_USERNAME"`
@@ -74,6 +79,13 @@ var secretVars = []string{
 
 // Prefix is the environment prefix of every variable.
 const Prefix = "BRIDGE_"
+
+const (
+	// maxMinReplicas is far above any real deployment: a typo, not a topology.
+	maxMinReplicas = 100
+	// maxRedisWaitTimeout keeps two waits (fsync, then replicas) inside a webhook's 10s bound.
+	maxRedisWaitTimeout = 4 * time.Second
+)
 
 // Load reads the configuration from the process environment.
 func Load(ctx context.Context) (Config, error) {
@@ -211,6 +223,17 @@ func (c *Config) validate() error {
 	if c.Settle < c.BadgrTimeout {
 		return bad("SETTLE", "%s must be at least BRIDGE_BADGR_TIMEOUT (%s)", c.Settle, c.BadgrTimeout)
 	}
+	if c.RedisMinReplicas < 0 || c.RedisMinReplicas > maxMinReplicas {
+		return bad("REDIS_MIN_REPLICAS", "must be between 0 and %d, got %d", maxMinReplicas, c.RedisMinReplicas)
+	}
+	if c.RedisWaitTimeout < time.Millisecond || c.RedisWaitTimeout > maxRedisWaitTimeout {
+		// WAIT counts whole milliseconds (0 would mean forever); a webhook's intake is bounded at
+		// 10s, and a wait for both fsync and replicas can take twice this.
+		return bad("REDIS_WAIT_TIMEOUT", "must be between 1ms and %s, got %s", maxRedisWaitTimeout, c.RedisWaitTimeout)
+	}
+	if err := c.CheckMode(""); err != nil {
+		return err
+	}
 	if c.BadgrRateLimit < 0 {
 		return bad("BADGR_RATE_LIMIT", "must be 0 (unlimited) or more, got %d", c.BadgrRateLimit)
 	}
@@ -307,9 +330,22 @@ func (c Config) DevMode(command string) bool {
 		len(c.RedisClusterAddrs) == 0 && c.EventBusRedisURL == ""
 }
 
+// CheckMode reports settings that cannot work in the mode command runs in: the embedded Redis
+// of development mode has no replicas to wait for. An empty command checks BRIDGE_DEV alone.
+func (c Config) CheckMode(command string) error {
+	if c.RedisMinReplicas > 0 && c.DevMode(command) && !c.queueConfigured() {
+		return bad("REDIS_MIN_REPLICAS", "is %d, but development mode's embedded Redis has no replicas; unset it, or set BRIDGE_REDIS_URL to a Redis that has them", c.RedisMinReplicas)
+	}
+	return nil
+}
+
+func (c Config) queueConfigured() bool {
+	return c.RedisURL != "" || c.RedisSentinelMaster != "" || len(c.RedisClusterAddrs) > 0
+}
+
 // RequireQueue reports the missing queue Redis outside development mode.
 func (c Config) RequireQueue() error {
-	if c.RedisURL == "" && c.RedisSentinelMaster == "" && len(c.RedisClusterAddrs) == 0 {
+	if !c.queueConfigured() {
 		return bad("REDIS_URL", "not set; the queue Redis is required outside development mode (set BRIDGE_DEV=true to try the bridge without it)")
 	}
 	return nil

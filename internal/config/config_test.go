@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	if c.HTTPAddr != ":8080" || c.AdminAddr != "127.0.0.1:8081" || c.BadgrRateLimit != 10 ||
 		c.BadgrTimeout != 15*time.Second || c.MaxRetry != 12 || c.Settle != 5*time.Minute ||
 		c.EventBusGroup != "badge-bridge" || len(c.EventBusStreams) != 2 || c.BadgrClientID != "public" ||
-		c.WebhookMaxInflight != 256 {
+		c.WebhookMaxInflight != 256 || c.RedisMinReplicas != 0 || c.RedisWaitTimeout != time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !c.DevMode("run") || c.DevMode("serve") {
@@ -45,6 +45,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"BRIDGE_WEBHOOK_QUERY_TOKENS": {"BRIDGE_WEBHOOK_TOKENS": strings.Repeat("a", 32), "BRIDGE_WEBHOOK_QUERY_TOKENS": strings.Repeat("a", 32)},
 		"BRIDGE_ADMIN_TOKEN":          {"BRIDGE_ADMIN_TOKEN": "tiny"},
 		"BRIDGE_WEBHOOK_MAX_INFLIGHT": {"BRIDGE_WEBHOOK_MAX_INFLIGHT": "0"},
+		"BRIDGE_REDIS_MIN_REPLICAS":   {"BRIDGE_REDIS_MIN_REPLICAS": "-1"},
+		"BRIDGE_REDIS_WAIT_TIMEOUT":   {"BRIDGE_REDIS_WAIT_TIMEOUT": "0s"},
 	}
 	for name, vars := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -77,5 +79,47 @@ func TestSecretsFromFiles(t *testing.T) {
 	_, err = LoadFrom(context.Background(), env(map[string]string{"BRIDGE_BADGR_PASSWORD_FILE": filepath.Join(dir, "missing")}))
 	if err == nil || !strings.HasPrefix(err.Error(), "BRIDGE_BADGR_PASSWORD_FILE") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestDurabilitySettings(t *testing.T) {
+	const url = "redis://127.0.0.1:6379/0"
+	c, err := LoadFrom(context.Background(), env(map[string]string{
+		"BRIDGE_REDIS_URL": url, "BRIDGE_REDIS_MIN_REPLICAS": "2", "BRIDGE_REDIS_WAIT_TIMEOUT": "250ms",
+	}))
+	if err != nil || c.RedisMinReplicas != 2 || c.RedisWaitTimeout != 250*time.Millisecond {
+		t.Fatalf("%d %s %v", c.RedisMinReplicas, c.RedisWaitTimeout, err)
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"BRIDGE_REDIS_MIN_REPLICAS": "two"}, "BRIDGE_REDIS_MIN_REPLICAS: invalid value (want a whole number)"},
+		{map[string]string{"BRIDGE_REDIS_MIN_REPLICAS": "101"}, "BRIDGE_REDIS_MIN_REPLICAS: must be between 0 and 100"},
+		{map[string]string{"BRIDGE_REDIS_WAIT_TIMEOUT": "soon"}, "BRIDGE_REDIS_WAIT_TIMEOUT: invalid value (want a duration"},
+		{map[string]string{"BRIDGE_REDIS_WAIT_TIMEOUT": "500us"}, "BRIDGE_REDIS_WAIT_TIMEOUT: must be between 1ms and 4s"},
+		{map[string]string{"BRIDGE_REDIS_WAIT_TIMEOUT": "5s"}, "BRIDGE_REDIS_WAIT_TIMEOUT: must be between 1ms and 4s"},
+		// The embedded Redis of development mode has no replicas.
+		{map[string]string{"BRIDGE_DEV": "true", "BRIDGE_REDIS_MIN_REPLICAS": "1"}, "BRIDGE_REDIS_MIN_REPLICAS: is 1, but development mode's embedded Redis has no replicas"},
+	} {
+		_, err := LoadFrom(context.Background(), env(tc.vars))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q…", tc.vars, err, tc.want)
+		}
+	}
+	// BRIDGE_DEV with a real Redis waits on it like any deployment.
+	if _, err := LoadFrom(context.Background(), env(map[string]string{"BRIDGE_DEV": "true", "BRIDGE_REDIS_URL": url, "BRIDGE_REDIS_MIN_REPLICAS": "1"})); err != nil {
+		t.Errorf("development mode with a real Redis: %v", err)
+	}
+	// `run` with nothing configured is development mode too; the command decides.
+	c, err = LoadFrom(context.Background(), env(map[string]string{"BRIDGE_REDIS_MIN_REPLICAS": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckMode("run"); err == nil || !strings.HasPrefix(err.Error(), "BRIDGE_REDIS_MIN_REPLICAS") {
+		t.Errorf("run with the embedded Redis: %v", err)
+	}
+	if err := c.CheckMode("serve"); err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/durable"
 )
 
 const (
@@ -90,9 +92,11 @@ func (c *Consumer) queueDown(ctx context.Context, err error) bool {
 }
 
 // isUnavailable recognises errors of a Redis that cannot be reached or cannot serve right now.
+// A write the Redis did not confirm durable (too few replicas, no fsync) is one: it says nothing
+// about the entry, and the entry must wait for the replicas however long that takes.
 func isUnavailable(err error) bool {
 	var ne net.Error
-	if errors.As(err, &ne) ||
+	if errors.Is(err, durable.ErrNotConfirmed) || errors.As(err, &ne) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) ||

@@ -3,9 +3,12 @@ package eventbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/durable"
 )
 
 func TestIsUnavailable(t *testing.T) {
@@ -21,6 +24,8 @@ func TestIsUnavailable(t *testing.T) {
 		{errorReply("LOADING Redis is loading the dataset in memory"), true},
 		{errorReply("ERR max number of clients reached"), true},
 		{errorReply("ERR Error running script: bad argument"), false},
+		// As the intake returns a failed durability wait: the Redis is up, the write unconfirmed.
+		{fmt.Errorf("event %q: %w", "e-1", fmt.Errorf("%w: 0 of 1 replicas acknowledged the write within 1s", durable.ErrNotConfirmed)), true},
 	} {
 		if got := isUnavailable(tc.err); got != tc.want {
 			t.Errorf("isUnavailable(%v) = %v, want %v", tc.err, got, tc.want)

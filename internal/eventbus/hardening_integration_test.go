@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
 )
@@ -187,6 +189,32 @@ func TestUnavailableQueueRedisDoesNotCount(t *testing.T) {
 	if dead := deadLetters(t, own, certStream); len(dead) != 0 {
 		t.Errorf("%d dead letters, want none", len(dead))
 	}
+}
+
+// A write the queue Redis did not confirm durable (too few replicas for
+// BRIDGE_REDIS_MIN_REPLICAS) never counts either, although that Redis answers PING: the entry
+// stays pending, however long the replicas are away, and is recorded once they are back.
+func TestUnconfirmedWriteDoesNotCount(t *testing.T) {
+	bus, own, _, _ := redisPair(t)
+	const failures = maxIntakeFailures + 1
+	h := &hookHandler{fake: newFakeHandler(), hook: func(n int, ev edx.Event) error {
+		if ev.ID == eventID(1) && n <= failures {
+			return fmt.Errorf("event %q: %w", ev.ID, fmt.Errorf("%w: 0 of 1 replicas acknowledged the write within 1s", durable.ErrNotConfirmed))
+		}
+		return nil
+	}}
+	start(t, bus, own, h, testConfig("web-1", certStream))
+	eventually(t, "group created", func() bool { return groupExists(bus, certStream) })
+	produce(t, bus, certStream, certEntry(t, eventID(1)))
+
+	eventuallyWithin(t, slowWait, "recorded once the write is confirmed", func() bool { return h.fake.recorded() == 1 })
+	if n := h.fake.callsFor(eventID(1)); n != failures+1 {
+		t.Errorf("handed in %d times, want %d", n, failures+1)
+	}
+	if dead := deadLetters(t, own, certStream); len(dead) != 0 {
+		t.Errorf("%d dead letters, want none", len(dead))
+	}
+	eventually(t, "acknowledged", func() bool { return pendingCount(t, bus, certStream) == 0 })
 }
 
 // Event-type labels come from the known set: a hostile type string makes no series of its

@@ -43,6 +43,13 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, k ledger.RowKey) error
 }
 
+// Waiter holds an answer back until the writes it rests on are durable (durable.Gate): acknowledged
+// by enough replicas, fsynced where that applies. Its error means "not confirmed": the caller
+// must not acknowledge.
+type Waiter interface {
+	Wait(ctx context.Context) error
+}
+
 // Intake records events and queues the work they make owed.
 type Intake struct {
 	Ledger   *ledger.Ledger
@@ -53,12 +60,20 @@ type Intake struct {
 	// RecordAll keeps every course run in the learner record, not only those some rule could
 	// match (BRIDGE_LEARNER_RECORD=all).
 	RecordAll bool
+	// Durable, when set, is waited on before every answer that rests on Redis
+	// (BRIDGE_REDIS_MIN_REPLICAS, WAITAOF on Redis ≥ 7.2 with AOF).
+	Durable Waiter
 }
 
 // Handle records ev and queues the reconciles it makes owed. Steps: facts, owed marks and the
 // event record in one atomic ledger write (contract 5 allows the event id there: the owed marks
-// bring a lost enqueue back), then the jobs. An error means the caller must not
-// acknowledge (503 / no XACK): every step is idempotent, so the resend is safe.
+// bring a lost enqueue back), then the jobs, then the durability wait. An error means the caller
+// must not acknowledge (503 / no XACK): every step is idempotent, so the resend is safe.
+//
+// Every answer that rests on Redis waits, duplicates and conflicts included: a duplicate may be
+// the resend of an event whose first answer was a 503 because its wait failed, and what it
+// found may still be unreplicated. Only an event that touched Redis not at all (no id, nothing
+// to change) does not wait.
 func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result, error) {
 	c, warn := in.Mapping.Change(ev, in.RecordAll)
 	if warn != nil {
@@ -73,6 +88,9 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return Result{}, err
 		}
 		if rec != nil {
+			if err := in.confirm(ctx, ev, via); err != nil {
+				return Result{}, err
+			}
 			return in.seen(ev, *rec, via), nil
 		}
 	}
@@ -97,9 +115,15 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		var seen *ledger.SeenError
 		switch {
 		case errors.As(err, &seen):
+			if err := in.confirm(ctx, ev, via); err != nil {
+				return Result{}, err
+			}
 			return in.seen(ev, seen.Record, via), nil
 		case errors.As(err, &erased):
 			// Recorded nowhere: an event record would hold the erased learner's id again.
+			if err := in.confirm(ctx, ev, via); err != nil {
+				return Result{}, err
+			}
 			in.log().Info("event for an erased learner refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
 			return ignored(erased.Error()), nil
 		case err != nil:
@@ -117,9 +141,30 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return Result{}, err
 		}
 	}
+	if !skipped || record != nil {
+		if err := in.confirm(ctx, ev, via); err != nil {
+			return Result{}, err
+		}
+	}
 	in.log().Info("event handled", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID,
 		"course", ev.Course.Raw, "status", res.Status, "reason", res.Reason, "jobs", len(res.Jobs), "via", via)
 	return res, nil
+}
+
+// confirm returns once the writes an answer about ev rests on are durable as configured, or an
+// error (wrapping durable.ErrNotConfirmed) when they are not. It runs before the answer is
+// decided, so a refused answer counts and logs nothing.
+func (in *Intake) confirm(ctx context.Context, ev edx.Event, via string) error {
+	if in.Durable == nil {
+		return nil
+	}
+	if err := in.Durable.Wait(ctx); err != nil {
+		// Debug: the callers report failures (the event bus once per outage, not per entry).
+		in.log().Debug("event recorded but not confirmed durable; answered as not recorded (the resend waits again)",
+			"event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via, "err", err)
+		return fmt.Errorf("event %q: %w", ev.ID, err)
+	}
+	return nil
 }
 
 // seen answers an event whose id was handled before: a duplicate, or a conflict when the id

@@ -61,6 +61,12 @@ func (in *Intake) Reevaluate(ctx context.Context, uid int64, lr ledger.LearnerRe
 			out.Rows = append(out.Rows, k)
 		}
 	}
+	if apply && in.Durable != nil {
+		// As for live events: the learner counts as done only once its writes are durable.
+		if err := in.Durable.Wait(ctx); err != nil {
+			return out, fmt.Errorf("reevaluate user %d: %w", uid, err)
+		}
+	}
 	return out, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
 )
@@ -152,7 +153,11 @@ func (h *Handler) process(req *http.Request, body []byte) (int, Answer) {
 	res, err := h.Intake.Handle(ctx, ev, "webhook")
 	if err != nil {
 		h.Log.Error("webhook intake failed; the sender should retry", "event_id", ev.ID, "user_id", ev.UserID, "err", err)
-		return http.StatusServiceUnavailable, Answer{Message: "the queue is unavailable; retry later (resending is safe)", EventID: ev.ID}
+		msg := "the queue is unavailable; retry later (resending is safe)"
+		if errors.Is(err, durable.ErrNotConfirmed) {
+			msg = "the event was written but not confirmed by enough Redis replicas (or by the AOF fsync) in time; retry later (resending is safe)"
+		}
+		return http.StatusServiceUnavailable, Answer{Message: msg, EventID: ev.ID}
 	}
 	code := http.StatusOK
 	if res.Status == intake.StatusConflict {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
 )
@@ -112,6 +114,9 @@ func TestAnswers(t *testing.T) {
 		{"name too long", post(strings.Replace(string(good), "Alice Liddell", strings.Repeat("A", 256), 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: longer than 255"},
 		{"bidi control in the name", post(strings.Replace(string(good), "Alice Liddell", "Alice \u202e", 1), "application/json", true), &fakeIntake{}, 400, "certificate.user.pii.name: contains U+202E"},
 		{"queue down", post(string(good), "application/json", true), &fakeIntake{err: errors.New("redis down")}, 503, "retry"},
+		{"write not confirmed by replicas", post(string(good), "application/json", true),
+			&fakeIntake{err: fmt.Errorf("event %q: %w", "e", fmt.Errorf("%w: 0 of 1 replicas acknowledged the write within 1s", durable.ErrNotConfirmed))},
+			503, "not confirmed by enough Redis replicas"},
 		{"id reused for another body", post(string(good), "application/json", true), &fakeIntake{res: &intake.Result{Status: intake.StatusConflict, Message: "conflict: already handled"}}, 409, "conflict"},
 	}
 	for _, c := range cases {

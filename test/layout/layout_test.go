@@ -27,6 +27,9 @@ var forbidden = map[string][]string{
 	"eventbus":   {module + "queue", module + "reconcile", module + "badgr"},
 	"backfill":   {module + "queue", module + "reconcile", module + "badgr"},
 	"reevaluate": {module + "queue", module + "reconcile", module + "badgr"},
+	// durable is a leaf: the intake waits through an interface, and the sources only recognise
+	// its error (durable.ErrNotConfirmed).
+	"durable": {module},
 	// announce reaches rules only through ledger (which stores its facts), as queue does.
 	"announce": {module + "intake", module + "queue", module + "reconcile", module + "badgr", module + "sandbox", module + "webhook", module + "eventbus", module + "backfill", module + "admin"},
 }
