@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -80,11 +81,15 @@ func RemoteReady(cfg config.Config) string {
 
 func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writer) []string {
 	var problems []string
-	info, err := rdb.Info(ctx, "server", "persistence").Result()
-	if err != nil {
-		return []string{"INFO refused: " + err.Error()}
+	// One section per INFO: Redis before 7.0 takes only one.
+	fields := map[string]string{}
+	for _, section := range []string{"server", "persistence"} {
+		info, err := rdb.Info(ctx, section).Result()
+		if err != nil {
+			return []string{"INFO refused: " + err.Error()}
+		}
+		maps.Copy(fields, parseInfo(info))
 	}
-	fields := parseInfo(info)
 	version := fields["redis_version"]
 	fmt.Fprintf(out, "queue Redis: version %s\n", version)
 	if !versionAtLeast(version, 6, 2) {
