@@ -2,11 +2,16 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/badgebridge/bridge/internal/redislock"
 )
 
 // A row waiting for a bulk run of its badge class sits in the class's bulk set (user ids scored
@@ -122,4 +127,50 @@ func (l *Ledger) ClassRows(ctx context.Context, badgeClass string) (int64, error
 		return 0, fmt.Errorf("count rows of %s: %w", badgeClass, err)
 	}
 	return n, nil
+}
+
+// bulkRunKey holds the lease of the bulk run of a class that is working: one run at a time,
+// whatever asynq thinks is active (a run whose "done" mark was lost in a failover stays active
+// in asynq until its recoverer looks, a minute or two later).
+func (l *Ledger) bulkRunKey(badgeClass string) string { return l.opts.Prefix + "bulkrun:" + badgeClass }
+
+// StartBulkRun takes the lease of badgeClass's bulk run; ok is false while another run holds it.
+func (l *Ledger) StartBulkRun(ctx context.Context, badgeClass string, lease time.Duration) (token string, ok bool, err error) {
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	token = hex.EncodeToString(nonce[:])
+	ok, err = l.rdb.SetNX(ctx, l.bulkRunKey(badgeClass), token, lease).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("start bulk run of %s: %w", badgeClass, err)
+	}
+	return token, ok, nil
+}
+
+// RenewBulkRun extends the run's lease; ErrLockLost when it no longer holds it.
+func (l *Ledger) RenewBulkRun(ctx context.Context, badgeClass, token string, lease time.Duration) error {
+	n, err := renewScript.Run(ctx, l.rdb, []string{l.bulkRunKey(badgeClass)}, token, lease.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("renew bulk run of %s: %w", badgeClass, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("bulk run of %s: %w", badgeClass, ErrLockLost)
+	}
+	return nil
+}
+
+// EndBulkRun releases the run's lease if it still holds it.
+func (l *Ledger) EndBulkRun(ctx context.Context, badgeClass, token string) error {
+	if _, err := redislock.Release(ctx, l.rdb, l.bulkRunKey(badgeClass), token); err != nil {
+		return fmt.Errorf("end bulk run of %s: %w", badgeClass, err)
+	}
+	return nil
+}
+
+// BulkRunning reports whether a bulk run of badgeClass holds its lease.
+func (l *Ledger) BulkRunning(ctx context.Context, badgeClass string) (bool, error) {
+	n, err := l.rdb.Exists(ctx, l.bulkRunKey(badgeClass)).Result()
+	if err != nil {
+		return false, fmt.Errorf("look up bulk run of %s: %w", badgeClass, err)
+	}
+	return n == 1, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,9 +43,13 @@ func (e *Enqueuer) bulkTimeout() time.Duration { return BulkRun + e.timeout }
 
 // EnqueueBulk makes sure a bulk run of badgeClass is queued or running.
 func (e *Enqueuer) EnqueueBulk(ctx context.Context, badgeClass string) error {
+	return e.enqueueBulk(ctx, badgeClass, bulkTaskID(badgeClass))
+}
+
+func (e *Enqueuer) enqueueBulk(ctx context.Context, badgeClass, id string) error {
 	b, _ := json.Marshal(bulkPayload{BadgeClass: badgeClass})
 	_, err := e.client.EnqueueContext(ctx, asynq.NewTask(TypeBulk, b),
-		asynq.Queue(Queue), asynq.TaskID(bulkTaskID(badgeClass)), asynq.MaxRetry(0), asynq.Timeout(e.bulkTimeout()))
+		asynq.Queue(Queue), asynq.TaskID(id), asynq.MaxRetry(0), asynq.Timeout(e.bulkTimeout()))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("queue bulk run of %s: %w", badgeClass, err)
 	}
@@ -139,14 +144,24 @@ func (s *Sweeper) ensureBulkRuns(ctx context.Context) error {
 		return err
 	}
 	for _, class := range classes {
-		gone, err := jobGone(s.Inspector, bulkTaskID(class))
+		state, err := taskState(s.Inspector, bulkTaskID(class))
 		if err != nil {
 			return fmt.Errorf("look up bulk run of %s: %w", class, err)
 		}
-		if !gone {
-			continue
+		switch state {
+		case taskGone:
+			err = s.Enqueuer.EnqueueBulk(ctx, class)
+		case taskActive:
+			// Active in asynq while no run holds the class's lease: the run ended but asynq's
+			// "done" mark was lost (a Redis failover), or its worker died. asynq's recoverer
+			// frees the id only a minute or two later, so a run goes in under an id of its own;
+			// the lease keeps it from overlapping a run that is just starting.
+			var running bool
+			if running, err = s.Ledger.BulkRunning(ctx, class); err == nil && !running {
+				err = s.Enqueuer.enqueueBulk(ctx, class, bulkTaskID(class)+":"+strconv.FormatInt(time.Now().UnixNano(), 36))
+			}
 		}
-		if err := s.Enqueuer.EnqueueBulk(ctx, class); err != nil {
+		if err != nil {
 			return err
 		}
 	}

@@ -3,8 +3,13 @@ package queue
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
@@ -104,5 +109,71 @@ func TestLiveBurstIsAwardedInBatches(t *testing.T) {
 	req := p.sandbox.Requests()
 	if req[routeBatch] == 0 || req[routeAward] > BulkMin {
 		t.Fatalf("requests %v; want batch awards and at most %d single awards", req, BulkMin)
+	}
+}
+
+// blockedRuns is a Reconciler whose bulk runs never take the class's lease and block: what
+// asynq shows after a failover lost a finished run's "done" mark (active, no run working).
+type blockedRuns struct {
+	mu    sync.Mutex
+	ids   []string
+	block chan struct{}
+}
+
+func (b *blockedRuns) Run(context.Context, ledger.RowKey, string) error { return nil }
+
+func (b *blockedRuns) RunBulk(ctx context.Context, class string) error {
+	id, _ := asynq.GetTaskID(ctx)
+	b.mu.Lock()
+	b.ids = append(b.ids, id)
+	first := len(b.ids) == 1
+	b.mu.Unlock()
+	if first {
+		select {
+		case <-b.block:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+func (b *blockedRuns) taskIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.ids)
+}
+
+// A bulk task asynq keeps active while no run holds the class's lease does not hold the class
+// up until asynq's recoverer: the sweeper queues a run under an id of its own.
+func TestStaleActiveBulkRunIsReplaced(t *testing.T) {
+	rdb := testutil.StartRedis(t).Client(t)
+	log := slog.New(slog.DiscardHandler)
+	l := ledger.New(rdb, ledger.Options{})
+	enq := NewEnqueuer(asynq.NewClientFromRedisClient(rdb), l, 20*time.Second)
+	rec := &blockedRuns{block: make(chan struct{})}
+	defer close(rec.block)
+	sw := &Sweeper{Ledger: l, Enqueuer: enq, Log: log, Interval: 100 * time.Millisecond, Requeue: 6 * time.Second}
+	w := NewWorker(rdb, WorkerConfig{Concurrency: 4, ShutdownGrace: time.Second}, rec, sw, log)
+	ctx := context.Background()
+	if err := l.AddBulk(ctx, ledger.RowKey{BadgeClass: testutil.ClassCert, UserID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enq.EnqueueBulk(ctx, testutil.ClassCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(rec.taskIDs()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bulk runs started %v; want a second one under another id while the first is stuck", rec.taskIDs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ids := rec.taskIDs()
+	if ids[0] != "bulk:"+testutil.ClassCert || ids[1] == ids[0] {
+		t.Fatalf("task ids %v", ids)
 	}
 }

@@ -127,25 +127,39 @@ func (s *Sweeper) requeue(ctx context.Context, insp *asynq.Inspector, k ledger.R
 // or finished it without clearing the slot. An archived copy is deleted: its replacement does
 // its work, and archives keep tasks for 90 days.
 func jobGone(insp *asynq.Inspector, id string) (bool, error) {
+	state, err := taskState(insp, id)
+	return state == taskGone, err
+}
+
+// What the sweeper needs to know of a task.
+const (
+	taskGone    = iota // will never run (see jobGone)
+	taskWaiting        // pending, scheduled, retry or aggregating: it will run
+	taskActive         // being processed, or so asynq believes
+)
+
+// taskState is jobGone with active tasks told apart from waiting ones.
+func taskState(insp *asynq.Inspector, id string) (int, error) {
 	info, err := insp.GetTaskInfo(Queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		return true, nil
+		return taskGone, nil
 	case err != nil:
-		return false, err
+		return taskWaiting, err
 	}
 	switch info.State {
 	case asynq.TaskStateArchived:
 		if err := insp.DeleteTask(Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			return false, err
+			return taskWaiting, err
 		}
-		return true, nil
+		return taskGone, nil
 	case asynq.TaskStateCompleted:
-		return true, nil
+		return taskGone, nil
+	case asynq.TaskStateActive:
+		// Active but not started far enough to clear the slot: it will run and read the row.
+		return taskActive, nil
 	}
-	// Pending, scheduled, retry, aggregating, or active but not started far enough to clear the
-	// slot: it will run and read the row.
-	return false, nil
+	return taskWaiting, nil
 }
 
 func (s *Sweeper) log() *slog.Logger {

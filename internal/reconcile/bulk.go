@@ -59,6 +59,22 @@ func (b *batchRoutes) setMissing(class string) {
 // recipient. Rows that need more than an award (revocations, unresolved attempts, duplicates to
 // look at) take the single path. A host without batch awards gets single awards.
 func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
+	token, ok, err := r.Ledger.StartBulkRun(ctx, badgeClass, r.Lease)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Another run of the class works: it takes the rows waiting, and the sweeper queues a
+		// run for any left when it ends.
+		return nil
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.Ledger.EndBulkRun(uctx, badgeClass, token); err != nil {
+			r.log().Warn("ending a bulk run failed; its lease will expire", "badge_class", badgeClass, "err", err)
+		}
+	}()
 	host, ok := r.Host.(badgehost.Bulk)
 	run := &bulkRun{r: r, host: host, class: badgeClass}
 	// No batch is started that could outlast the run's deadline: a batch holds its rows' locks,
@@ -68,6 +84,10 @@ func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
 		deadline = d.Add(-r.Lease)
 	}
 	for ctx.Err() == nil && r.now().Before(deadline) {
+		// A batch lasts a row lease at most: the run's lease, renewed before each, outlives it.
+		if err := r.Ledger.RenewBulkRun(ctx, badgeClass, token, r.Lease); err != nil {
+			return err
+		}
 		keys, err := r.Ledger.TakeBulk(ctx, badgeClass, BatchSize)
 		if err != nil {
 			return err

@@ -374,3 +374,35 @@ func TestBulkRunLeavesUnsettledAttemptsAlone(t *testing.T) {
 		t.Fatalf("settling row: %s next %v, want pending with a check after settling", r.State, r.NextCheck)
 	}
 }
+
+// One bulk run of a class at a time: a run that finds the class's lease held does nothing (the
+// holder takes the rows), and the lease is free again once a run ends.
+func TestBulkRunsOfOneClassDoNotOverlap(t *testing.T) {
+	e := newBulkEnv(t, 5)
+	ctx := context.Background()
+	token, ok, err := e.l.StartBulkRun(ctx, testutil.ClassCert, time.Minute)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := e.rec.RunBulk(ctx, testutil.ClassCert); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.host.calls); n != 0 {
+		t.Fatalf("a second run called the host: %v", e.host.calls)
+	}
+	if n, _ := e.l.BulkWaiting(ctx, testutil.ClassCert); n != 5 {
+		t.Fatalf("%d rows waiting, want the 5 left to the running run", n)
+	}
+	if err := e.l.EndBulkRun(ctx, testutil.ClassCert, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rec.RunBulk(ctx, testutil.ClassCert); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(e.host.batches) != "[5]" {
+		t.Fatalf("batches %v after the first run ended, want [5]", e.host.batches)
+	}
+	if running, _ := e.l.BulkRunning(ctx, testutil.ClassCert); running {
+		t.Fatal("the run's lease outlived it")
+	}
+}
