@@ -34,6 +34,12 @@ const opBatch = "batch award"
 // the test fakes accept no more.
 const maxBatch = 100
 
+// batchTimeout is how many single-request timeouts a batch award may take: Badgr saves and bakes
+// an image for every item, so a batch of 100 takes far longer than one award, and a batch that
+// times out leaves every item's outcome unknown (each row is then looked up on its own). It stays
+// within a row lease (reconcile.Lease: 4 timeouts and 30 s), which the rows of a batch hold.
+const batchTimeout = 3
+
 // maxBatchRequests bounds the requests spent on one chunk of maxBatch: Badgr refuses a whole
 // batch for any invalid item, so the valid ones are sent again without the refused ones, and a
 // host that keeps refusing must not keep us sending.
@@ -114,7 +120,8 @@ func (c *Client) awardBatch(ctx context.Context, badgeClass string, items []batc
 	}
 	// No Idempotency-Key: Badgr reads none, and the items' duplicate check is what protects a
 	// repeated batch.
-	resp, err := c.do(ctx, apiRequest{op: opBatch, method: http.MethodPost, url: c.apiURL("v2", "badgeclasses", badgeClass, "issue"), body: body})
+	resp, err := c.do(ctx, apiRequest{op: opBatch, method: http.MethodPost, url: c.apiURL("v2", "badgeclasses", badgeClass, "issue"), body: body,
+		timeout: batchTimeout * c.cfg.Timeout})
 	if err != nil {
 		return nil, err
 	}

@@ -675,3 +675,24 @@ func TestAwardBatchLaterRequestFails(t *testing.T) {
 		_ = e.rdb.Del(ctxT(t), "bb:badgr:pause").Err()
 	}
 }
+
+// A batch award may take longer than one award (batchTimeout × BRIDGE_BADGR_TIMEOUT): a host
+// that answers a batch after twice the single timeout still gets its answer read.
+func TestAwardBatchHasALongerTimeout(t *testing.T) {
+	const single = 300 * time.Millisecond
+	host := fakeHost(t, func(w http.ResponseWriter, r *http.Request) {
+		items := batchItems(t, r)
+		time.Sleep(2 * single)
+		var out []wire.Assertion
+		for _, rc := range items {
+			out = append(out, created(rc))
+		}
+		writeEnvelope(w, http.StatusCreated, out, nil)
+	})
+	e := newEnv(t)
+	c := e.client(func(cfg *Config) { cfg.BaseURL = host.URL; cfg.Timeout = single })
+	res, err := c.AwardBatch(ctxT(t), testClass, requests(3, "l%d@example.org"))
+	if err != nil || len(res) != 3 {
+		t.Fatalf("batch answered after 2 single timeouts: %v, %d results", err, len(res))
+	}
+}

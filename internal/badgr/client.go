@@ -137,6 +137,7 @@ type apiRequest struct {
 	url     string // absolute
 	body    any    // JSON-encoded when not nil
 	headers map[string]string
+	timeout time.Duration // of this request; 0: the configured BRIDGE_BADGR_TIMEOUT
 }
 
 // apiResponse is the host's answer.
@@ -223,7 +224,11 @@ func (c *Client) send(ctx context.Context, r apiRequest, body []byte, access str
 	if err := c.wait(ctx, r.op); err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	timeout := c.cfg.Timeout
+	if r.timeout > 0 {
+		timeout = r.timeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
