@@ -81,6 +81,20 @@ type Gate struct {
 	detectedAt time.Time // the last detection, successful or not
 	retrySoon  bool      // a wait or detection failed: detect again after redetectAfterFailure
 	detecting  bool      // one caller detects; the others go on with the current setting
+
+	// Waits are grouped: a caller joins the round not yet sent, and one round is in flight at a
+	// time, so concurrent events share one marker and one WAIT on one connection instead of
+	// each holding a pooled connection for up to the timeout when replicas are away.
+	rmu     sync.Mutex
+	pending *round // accepting callers; sent after the round in flight
+	sending bool   // a goroutine is sending rounds
+}
+
+// round is one marker and its waits, shared by every caller that joined it before it was sent.
+// Its marker is written after each caller's writes completed, so its acknowledgement covers them.
+type round struct {
+	done chan struct{}
+	err  error
 }
 
 // New prepares a gate for the queue Redis rdb. It sends nothing: call Detect.
@@ -188,13 +202,48 @@ func (g *Gate) Wait(ctx context.Context) error {
 	if g.opt.MinReplicas == 0 && !fsync {
 		return nil
 	}
-	err := g.wait(ctx, fsync)
-	if err != nil {
+	g.rmu.Lock()
+	if g.pending == nil {
+		g.pending = &round{done: make(chan struct{})}
+	}
+	r := g.pending
+	if !g.sending {
+		g.sending = true
+		go g.sendRounds(fsync)
+	}
+	g.rmu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+	}
+	if r.err != nil {
 		g.mu.Lock()
 		g.retrySoon = true
 		g.mu.Unlock()
 	}
-	return err
+	return r.err
+}
+
+// sendRounds sends the pending round, and the next one that filled meanwhile, until none is
+// left. A round's own deadline bounds it, not any one caller's context.
+func (g *Gate) sendRounds(fsync bool) {
+	for {
+		g.rmu.Lock()
+		r := g.pending
+		g.pending = nil
+		if r == nil {
+			g.sending = false
+			g.rmu.Unlock()
+			return
+		}
+		g.rmu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*g.opt.Timeout+readSlack)
+		r.err = g.wait(ctx, fsync)
+		cancel()
+		close(r.done)
+		fsync = g.current(context.Background())
+	}
 }
 
 // current says whether WAITAOF applies, detecting again first when the setting is due: once a

@@ -106,7 +106,7 @@ func TestWaitSendsWhatApplies(t *testing.T) {
 }
 
 // (e): the marker and the waits go on one dedicated connection, never on a pooled one that
-// others write on meanwhile, and each wait takes a connection of its own (no shared lock).
+// others write on meanwhile; concurrent waits share rounds instead of a connection each.
 func TestMarkerAndWaitShareOneConnection(t *testing.T) {
 	f := newFakeRedis(t, "7.2.4", true)
 	f.set(func(f *fakeRedis) { f.replicas, f.waitFor = 1, 50*time.Millisecond })
@@ -127,9 +127,7 @@ func TestMarkerAndWaitShareOneConnection(t *testing.T) {
 	for _, c := range calls {
 		byConn[c.conn] = append(byConn[c.conn], strings.ToUpper(c.args[0]))
 	}
-	if len(byConn) < 2 {
-		t.Errorf("8 concurrent waits used %d connection(s): they were serialised", len(byConn))
-	}
+	markers := 0
 	for conn, cmds := range byConn {
 		// Each connection carries whole waits: SET, WAITAOF, WAIT, SET, WAITAOF, WAIT, …
 		if len(cmds)%3 != 0 {
@@ -139,7 +137,13 @@ func TestMarkerAndWaitShareOneConnection(t *testing.T) {
 			if got := strings.Join(cmds[i:i+3], " "); got != "SET WAITAOF WAIT" {
 				t.Fatalf("connection %d carried %v", conn, cmds)
 			}
+			markers++
 		}
+	}
+	// Concurrent waits share rounds: the first goes alone, the others join the next round
+	// while it is in flight (each round takes 50 ms here).
+	if markers < 1 || markers >= 8 {
+		t.Errorf("8 concurrent waits sent %d markers; want them grouped into fewer rounds", markers)
 	}
 }
 
