@@ -92,7 +92,7 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 	}
 	version := fields["redis_version"]
 	fmt.Fprintf(out, "queue Redis: version %s\n", version)
-	if !versionAtLeast(version, 6, 2) {
+	if !durable.VersionAtLeast(version, 6, 2) {
 		problems = append(problems, fmt.Sprintf("version %s: asynq needs 6.2 or newer", version))
 	}
 	if policy, err := configGet(ctx, rdb, "maxmemory-policy"); err != nil {
@@ -245,18 +245,4 @@ func configGet(ctx context.Context, rdb redis.UniversalClient, key string) (stri
 		return "", err
 	}
 	return m[key], nil
-}
-
-// versionAtLeast compares a Redis version string such as 7.0.15 with major.minor.
-func versionAtLeast(v string, major, minor int) bool {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > major || (ma == major && mi >= minor)
 }

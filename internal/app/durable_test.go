@@ -5,55 +5,22 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 const demoMapping = "badges:\n  - name: Demo\n    badge_class: " + DemoBadgeClass + "\n    when:\n      courses: [\"course-v1:OpenedX+DemoX+*\"]\n"
 
-// replicaOf starts a redis-server replicating primary and waits until the primary has n replicas.
-func replicaOf(t *testing.T, primary *testutil.RedisServer) *testutil.RedisServer {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(primary.Addr)
-	r := testutil.StartRedis(t, "--replicaof", "127.0.0.1", port)
-	waitConnectedReplicas(t, primary.Client(t), 1)
-	return r
-}
-
-func waitConnectedReplicas(t *testing.T, rdb *redis.Client, n int) {
-	t.Helper()
-	// Online is not enough: right after its sync a replica may not acknowledge yet. Wait until
-	// a write is acknowledged (WAIT counts the writes of its own connection).
-	ctx := context.Background()
-	conn := rdb.Conn()
-	defer conn.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		conn.Set(ctx, "test:replicated", time.Now().UnixNano(), 0)
-		if got, err := conn.Wait(ctx, n, 200*time.Millisecond).Result(); err == nil && got >= int64(n) {
-			return
-		}
-		if time.Now().After(deadline) {
-			info, _ := rdb.Info(ctx, "replication").Result()
-			t.Fatalf("no %d replica(s) acknowledging:\n%s", n, info)
-		}
-	}
-}
-
 // With BRIDGE_REDIS_MIN_REPLICAS the service's webhook answers 200 while a replica acknowledges,
 // and 503 with Retry-After and a message that says why once it does not.
 func TestWebhookAnswers503WithoutReplicas(t *testing.T) {
 	primary := testutil.StartRedis(t, "--repl-diskless-sync-delay", "0") // a replica in sync at once
-	replica := replicaOf(t, primary)
+	replica := testutil.StartReplica(t, primary)
 	mapping := filepath.Join(t.TempDir(), "mapping.yaml")
 	if err := os.WriteFile(mapping, []byte(demoMapping), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,7 +59,7 @@ func TestWebhookAnswers503WithoutReplicas(t *testing.T) {
 // internal/durable with a fake server.)
 func TestCheckDurability(t *testing.T) {
 	primary := testutil.StartRedis(t, "--repl-diskless-sync-delay", "0") // a replica in sync at once
-	replicaOf(t, primary)
+	testutil.StartReplica(t, primary)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		min      string

@@ -72,7 +72,7 @@ func whyNoFsync(s setting) string {
 	switch {
 	case !s.aof:
 		return "Redis " + s.version + ", AOF off"
-	case !versionAtLeast(s.version, 7, 2):
+	case !VersionAtLeast(s.version, 7, 2):
 		return "Redis " + s.version + " with AOF: WAITAOF needs 7.2"
 	}
 	return "Redis " + s.version
@@ -95,8 +95,8 @@ func parseInfo(info string) map[string]string {
 	return out
 }
 
-// versionAtLeast compares a Redis version string such as 7.2.4 with major.minor.
-func versionAtLeast(v string, major, minor int) bool {
+// VersionAtLeast compares a Redis version string such as 7.2.4 with major.minor.
+func VersionAtLeast(v string, major, minor int) bool {
 	parts := strings.SplitN(v, ".", 3)
 	if len(parts) < 2 {
 		return false

@@ -177,7 +177,7 @@ func detect(ctx context.Context, c *redis.Client) (setting, error) {
 	s := setting{known: true, replicas: -1}
 	s.version = parseInfo(server.Val())["redis_version"]
 	s.aof = parseInfo(persistence.Val())["aof_enabled"] == "1"
-	s.fsync = s.aof && versionAtLeast(s.version, 7, 2)
+	s.fsync = s.aof && VersionAtLeast(s.version, 7, 2)
 	// Replication is only reported (check --remote); a server that refuses it still waits.
 	if replication.Err() == nil {
 		r := parseInfo(replication.Val())

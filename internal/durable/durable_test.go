@@ -336,8 +336,8 @@ func TestTimeoutNeverZero(t *testing.T) {
 
 func TestVersionAtLeast(t *testing.T) {
 	for v, want := range map[string]bool{"7.2.0": true, "7.2.4": true, "7.10.1": true, "8.0.0": true, "7.1.9": false, "7.0.15": false, "6.2.14": false, "": false, "x.y": false} {
-		if got := versionAtLeast(v, 7, 2); got != want {
-			t.Errorf("versionAtLeast(%q, 7, 2) = %v", v, got)
+		if got := VersionAtLeast(v, 7, 2); got != want {
+			t.Errorf("VersionAtLeast(%q, 7, 2) = %v", v, got)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func (f *fakeRedis) answer(conn int, args []string) (string, time.Duration) {
 		}
 		return ":" + strconv.Itoa(f.replicas) + "\r\n", f.waitFor
 	case "WAITAOF":
-		if !versionAtLeast(f.version, 7, 2) {
+		if !VersionAtLeast(f.version, 7, 2) {
 			return "-ERR unknown command 'WAITAOF'\r\n", 0
 		}
 		if !f.aof {

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/durable"
 	"github.com/badgebridge/bridge/internal/edx"
@@ -36,39 +34,6 @@ func (w *countingWaiter) Wait(ctx context.Context) error {
 	return err
 }
 
-// startReplica starts a redis-server replicating primary and waits until the primary counts it.
-func startReplica(t *testing.T, primary *testutil.RedisServer) *testutil.RedisServer {
-	t.Helper()
-	_, port, err := net.SplitHostPort(primary.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replica := testutil.StartRedis(t, "--replicaof", "127.0.0.1", port)
-	waitReplicas(t, primary.Client(t), 1)
-	return replica
-}
-
-// waitReplicas waits until n replicas acknowledge the primary's writes.
-func waitReplicas(t *testing.T, rdb *redis.Client, n int) {
-	t.Helper()
-	// Online is not enough: right after its sync a replica may not acknowledge yet. Wait until
-	// a write is acknowledged (WAIT counts the writes of its own connection).
-	ctx := context.Background()
-	conn := rdb.Conn()
-	defer conn.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		conn.Set(ctx, "test:replicated", time.Now().UnixNano(), 0)
-		if got, err := conn.Wait(ctx, n, 200*time.Millisecond).Result(); err == nil && got >= int64(n) {
-			return
-		}
-		if time.Now().After(deadline) {
-			info, _ := rdb.Info(ctx, "replication").Result()
-			t.Fatalf("no %d replica(s) acknowledging:\n%s", n, info)
-		}
-	}
-}
-
 // BRIDGE_REDIS_MIN_REPLICAS=1 against a real primary and replica (issue 11, item 2): an event is
 // answered once the replica holds it; with the replica gone the answer is an error within about
 // the wait timeout (a 503, an entry left pending), for the resend too (the first write may be
@@ -76,7 +41,7 @@ func waitReplicas(t *testing.T, rdb *redis.Client, n int) {
 // after a wait that confirmed.
 func TestMinReplicasHoldsTheAnswer(t *testing.T) {
 	primary := testutil.StartRedis(t, "--repl-diskless-sync-delay", "0") // a replica in sync at once
-	replica := startReplica(t, primary)
+	replica := testutil.StartReplica(t, primary)
 	rdb := primary.Client(t)
 	m, err := rules.Parse([]byte(testutil.TestMapping))
 	if err != nil {
@@ -125,7 +90,7 @@ func TestMinReplicasHoldsTheAnswer(t *testing.T) {
 	}
 
 	replica.Restart(t)
-	waitReplicas(t, rdb, 1)
+	testutil.WaitReplicas(t, rdb, 1)
 	before := waiter.ok.Load()
 	res, err := in.Handle(ctx, second, "webhook")
 	if err != nil || res.Status != StatusDuplicate {
