@@ -88,7 +88,7 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 		if err != nil {
 			return []string{"INFO refused: " + err.Error()}
 		}
-		maps.Copy(fields, parseInfo(info))
+		maps.Copy(fields, durable.ParseInfo(info))
 	}
 	version := fields["redis_version"]
 	fmt.Fprintf(out, "queue Redis: version %s\n", version)
@@ -227,16 +227,6 @@ func checkStreams(ctx context.Context, cfg config.Config, out io.Writer) []strin
 		}
 	}
 	return problems
-}
-
-func parseInfo(info string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 func configGet(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {

@@ -85,7 +85,8 @@ func replicas(n int) string {
 	return strconv.Itoa(n) + " replicas"
 }
 
-func parseInfo(info string) map[string]string {
+// ParseInfo reads the "field:value" lines of an INFO answer.
+func ParseInfo(info string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(info, "\n") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {

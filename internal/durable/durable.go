@@ -175,12 +175,12 @@ func detect(ctx context.Context, c *redis.Client) (setting, error) {
 		return setting{}, fmt.Errorf("detect queue Redis durability: INFO persistence: %w", err)
 	}
 	s := setting{known: true, replicas: -1}
-	s.version = parseInfo(server.Val())["redis_version"]
-	s.aof = parseInfo(persistence.Val())["aof_enabled"] == "1"
+	s.version = ParseInfo(server.Val())["redis_version"]
+	s.aof = ParseInfo(persistence.Val())["aof_enabled"] == "1"
 	s.fsync = s.aof && VersionAtLeast(s.version, 7, 2)
 	// Replication is only reported (check --remote); a server that refuses it still waits.
 	if replication.Err() == nil {
-		r := parseInfo(replication.Val())
+		r := ParseInfo(replication.Val())
 		if n, err := strconv.Atoi(r["connected_slaves"]); err == nil {
 			s.replicas = n
 		}
