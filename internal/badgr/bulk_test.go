@@ -672,7 +672,7 @@ func TestAwardBatchLaterRequestFails(t *testing.T) {
 			t.Errorf("%d: %d batch requests, want 2", tc.status, posts)
 		}
 		// The 429's pause would hold the next round back.
-		_ = e.rdb.Del(ctxT(t), "bb:badgr:pause").Err()
+		_ = e.rdb.Del(ctxT(t), "bb:{badgr}:pause").Err()
 	}
 }
 

@@ -61,6 +61,7 @@ type Client struct {
 
 type keys struct {
 	token, tokenLock                      string
+	legacyToken                           string // where versions before the hash tag kept the token
 	pause, rate                           string
 	blocked, blockedReason, blockedLogged string
 }
@@ -97,7 +98,10 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Client {
 	if err != nil || base.Host == "" {
 		base = nil
 	}
-	p := cfg.KeyPrefix + "badgr:"
+	// One hash tag for every key of the client: its scripts touch several at once (the rate
+	// limiter reads the login block, the pause and the schedule), which Redis Cluster allows only
+	// within one hash slot.
+	p := cfg.KeyPrefix + "{badgr}:"
 	creds := credentialsFingerprint(cfg)
 	return &Client{
 		cfg: cfg,
@@ -111,10 +115,11 @@ func New(cfg Config, rdb redis.UniversalClient, log *slog.Logger) *Client {
 		transport: transport,
 		base:      base,
 		keys: keys{
-			token:     p + "token",
-			tokenLock: p + "token:lock",
-			pause:     p + "pause",
-			rate:      p + "ratelimit",
+			token:       p + "token",
+			legacyToken: cfg.KeyPrefix + "badgr:token",
+			tokenLock:   p + "token:lock",
+			pause:       p + "pause",
+			rate:        p + "ratelimit",
 			// A login block belongs to the credentials that were refused: keyed by their
 			// fingerprint, it stops every replica using them, while corrected credentials (a
 			// fixed password rolled out) are tried at once instead of waiting out the old block.

@@ -29,7 +29,7 @@ func TestErrorsClassifyThroughBadgehost(t *testing.T) {
 		t.Errorf("429 waits %v, want %v", d, defaultPause)
 	}
 	e.mr.FastForward(time.Minute)
-	_ = e.rdb.Del(ctxT(t), "bb:badgr:pause").Err()
+	_ = e.rdb.Del(ctxT(t), "bb:{badgr}:pause").Err()
 
 	// A retryable answer says when to retry.
 	e.sb.FailNextWithRetryAfter(1, http.StatusServiceUnavailable, 3*time.Second)

@@ -23,7 +23,7 @@ func TestTooManyRequestsPausesAllReplicas(t *testing.T) {
 	if !errors.As(err, &he) || he.Status != 429 || he.RetryAfter != time.Second || !he.Retryable() {
 		t.Fatalf("award: %#v", err)
 	}
-	v, err := e.rdb.Get(ctxT(t), "bb:badgr:pause").Int64()
+	v, err := e.rdb.Get(ctxT(t), "bb:{badgr}:pause").Int64()
 	if err != nil {
 		t.Fatalf("no shared pause: %v", err)
 	}
@@ -69,7 +69,7 @@ func TestTooManyRequestsDefaultPause(t *testing.T) {
 	if want := "badgr list: 429 miscellaneous error: Request was throttled. (retry after 5s)"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
-	if ttl := e.mr.TTL("bb:badgr:pause"); ttl <= 0 {
+	if ttl := e.mr.TTL("bb:{badgr}:pause"); ttl <= 0 {
 		t.Errorf("pause key without TTL: %v", ttl)
 	}
 }
@@ -92,7 +92,7 @@ func TestRateLimitSpacesRequests(t *testing.T) {
 	}
 
 	// A schedule that is full past the caller's deadline answers 429 without sending.
-	e.rdb.Set(ctxT(t), "bb:badgr:ratelimit", strconv.FormatInt(time.Now().Add(5*time.Second).UnixMicro(), 10), time.Minute)
+	e.rdb.Set(ctxT(t), "bb:{badgr}:ratelimit", strconv.FormatInt(time.Now().Add(5*time.Second).UnixMicro(), 10), time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := c.BadgeClassExists(ctx, testClass)

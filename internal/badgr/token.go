@@ -80,6 +80,11 @@ func credentialsFingerprint(cfg Config) string {
 func (c *Client) loadToken(ctx context.Context) (*storedToken, error) {
 	b, err := c.rdb.Get(ctx, c.keys.token).Bytes()
 	if errors.Is(err, redis.Nil) {
+		// An upgrade from before the hash tag: the token stored under the old key is still good
+		// (its refresh token may be the only one the host still honours); the next store moves it.
+		b, err = c.rdb.Get(ctx, c.keys.legacyToken).Bytes()
+	}
+	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 
 func (e *env) storedToken() storedToken {
 	e.t.Helper()
-	b, err := e.rdb.Get(ctxT(e.t), "bb:badgr:token").Bytes()
+	b, err := e.rdb.Get(ctxT(e.t), "bb:{badgr}:token").Bytes()
 	if err != nil {
 		e.t.Fatalf("stored token: %v", err)
 	}
@@ -100,7 +100,7 @@ func TestProactiveRefresh(t *testing.T) {
 	st := e.storedToken()
 	st.ExpiresAt = time.Now().Add(30 * time.Second) // inside the 60 s margin
 	b, _ := json.Marshal(st)
-	e.rdb.Set(ctxT(t), "bb:badgr:token", b, 0)
+	e.rdb.Set(ctxT(t), "bb:{badgr}:token", b, 0)
 	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestRefreshRejectedFallsBackToPassword(t *testing.T) {
 	st := e.storedToken()
 	st.Refresh = "stolen-and-used-elsewhere"
 	b, _ := json.Marshal(st)
-	e.rdb.Set(ctxT(t), "bb:badgr:token", b, 0)
+	e.rdb.Set(ctxT(t), "bb:{badgr}:token", b, 0)
 	e.sb.ExpireTokens()
 	if _, err := c.Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
 		t.Fatalf("list: %v", err)
@@ -286,5 +286,35 @@ func TestLoginOutageBlocks(t *testing.T) {
 	var lb *LoginBlockedError
 	if !errors.As(err, &lb) || !strings.Contains(lb.Reason, "503") {
 		t.Fatalf("login during outage: %v", err)
+	}
+}
+
+// A token stored by a version before the {badgr} hash tag is used after the upgrade, without a
+// new login, and the next store puts it under the new key.
+func TestTokenUnderTheOldKeyIsKept(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	if err := c.Login(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.rdb.Get(ctxT(t), "bb:{badgr}:token").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rdb.Del(ctxT(t), "bb:{badgr}:token")
+	e.rdb.Set(ctxT(t), "bb:badgr:token", b, 0)
+	before := e.sb.TokenGrants()
+	if _, err := e.client().Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.sb.TokenGrants(); after["password"] != before["password"] || after["refresh_token"] != before["refresh_token"] {
+		t.Errorf("grants %v after the upgrade, %v before: the old token was not used", after, before)
+	}
+	e.sb.ExpireTokens()
+	if _, err := e.client().Lookup(ctxT(t), testClass, []string{testEmail}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rdb.Get(ctxT(t), "bb:{badgr}:token").Bytes(); err != nil {
+		t.Errorf("the renewed token is not under the new key: %v", err)
 	}
 }
