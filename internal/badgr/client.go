@@ -23,9 +23,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/badgr/wire"
-	"github.com/redis/go-redis/v9"
 )
 
 // Config configures a Client. Only BaseURL and the credentials are required.
@@ -37,7 +38,7 @@ type Config struct {
 	Scope              string        // default "rw:issuer"
 	Timeout            time.Duration // one HTTP call; default 15s
 	RateLimit          int           // requests/second to the host, shared by all replicas through Redis; 0 = unlimited
-	KeyPrefix          string        // Redis key prefix, default "bb:"; under Redis Cluster use a hash tag, e.g. "{bb}:"
+	KeyPrefix          string        // Redis key prefix, default "bb:"; the client tags its keys "{badgr}" itself (one Cluster slot), so no hash tag here
 
 	// Transport carries the HTTP requests; nil means a clone of http.DefaultTransport.
 	Transport http.RoundTripper

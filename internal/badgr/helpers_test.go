@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/sandbox"
 	"github.com/badgebridge/bridge/internal/testutil"
-	"github.com/redis/go-redis/v9"
 )
 
 const (
