@@ -18,8 +18,11 @@ import (
 // by when they were added), and the class in the set of classes with rows waiting. The bulk set
 // only says who should go in one batch: the row's owed mark stays in the owed set, so a row
 // taken from it by a run that then dies is still found by the sweeper.
-func (l *Ledger) bulkKey(badgeClass string) string { return l.opts.Prefix + "bulk:" + badgeClass }
-func (l *Ledger) bulkClassesKey() string           { return l.opts.Prefix + "bulkclasses" }
+//
+// The bulk keys share one hash tag: taking rows also forgets an emptied class in one script,
+// which Redis Cluster allows only within one slot.
+func (l *Ledger) bulkKey(badgeClass string) string { return l.opts.Prefix + "{bulk}:class:" + badgeClass }
+func (l *Ledger) bulkClassesKey() string           { return l.opts.Prefix + "{bulk}:classes" }
 
 // AddBulk puts rows in the bulk sets of their badge classes; a row already waiting keeps its
 // place.
@@ -132,7 +135,9 @@ func (l *Ledger) ClassRows(ctx context.Context, badgeClass string) (int64, error
 // bulkRunKey holds the lease of the bulk run of a class that is working: one run at a time,
 // whatever asynq thinks is active (a run whose "done" mark was lost in a failover stays active
 // in asynq until its recoverer looks, a minute or two later).
-func (l *Ledger) bulkRunKey(badgeClass string) string { return l.opts.Prefix + "bulkrun:" + badgeClass }
+func (l *Ledger) bulkRunKey(badgeClass string) string {
+	return l.opts.Prefix + "{bulk}:run:" + badgeClass
+}
 
 // StartBulkRun takes the lease of badgeClass's bulk run; ok is false while another run holds it.
 func (l *Ledger) StartBulkRun(ctx context.Context, badgeClass string, lease time.Duration) (token string, ok bool, err error) {
