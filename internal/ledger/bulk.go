@@ -21,8 +21,10 @@ import (
 //
 // The bulk keys share one hash tag: taking rows also forgets an emptied class in one script,
 // which Redis Cluster allows only within one slot.
-func (l *Ledger) bulkKey(badgeClass string) string { return l.opts.Prefix + "{bulk}:class:" + badgeClass }
-func (l *Ledger) bulkClassesKey() string           { return l.opts.Prefix + "{bulk}:classes" }
+func (l *Ledger) bulkKey(badgeClass string) string {
+	return l.opts.Prefix + "{bulk}:class:" + badgeClass
+}
+func (l *Ledger) bulkClassesKey() string { return l.opts.Prefix + "{bulk}:classes" }
 
 // AddBulk puts rows in the bulk sets of their badge classes; a row already waiting keeps its
 // place.
