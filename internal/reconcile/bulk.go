@@ -76,7 +76,7 @@ func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
 		}
 	}()
 	host, ok := r.Host.(badgehost.Bulk)
-	run := &bulkRun{r: r, host: host, class: badgeClass}
+	run := &bulkRun{r: r, host: host, class: badgeClass, token: token}
 	// No batch is started that could outlast the run's deadline: a batch holds its rows' locks,
 	// which last a lease at most.
 	deadline := r.now().Add(BulkRunLimit)
@@ -85,7 +85,7 @@ func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
 	}
 	for ctx.Err() == nil && r.now().Before(deadline) {
 		// A batch lasts a row lease at most: the run's lease, renewed before each, outlives it.
-		if err := r.Ledger.RenewBulkRun(ctx, badgeClass, token, r.Lease); err != nil {
+		if err := run.renew(ctx)(); err != nil {
 			return err
 		}
 		keys, err := r.Ledger.TakeBulk(ctx, badgeClass, BatchSize)
@@ -96,7 +96,10 @@ func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
 			return nil
 		}
 		if !ok || r.batches.missing(badgeClass) {
-			r.runEach(ctx, keys)
+			// One by one, each up to a lease: the run's lease is renewed before each row.
+			if err := r.runEach(ctx, keys, run.renew(ctx)); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := run.batch(ctx, keys); err != nil {
@@ -106,16 +109,23 @@ func (r *Reconciler) RunBulk(ctx context.Context, badgeClass string) error {
 	return nil
 }
 
-// runEach takes the single path for each row; a row it could not do stays owed.
-func (r *Reconciler) runEach(ctx context.Context, keys []ledger.RowKey) {
+// runEach takes the single path for each row, calling renew (when not nil) before each; a row
+// it could not do stays owed.
+func (r *Reconciler) runEach(ctx context.Context, keys []ledger.RowKey, renew func() error) error {
 	for _, k := range keys {
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if renew != nil {
+			if err := renew(); err != nil {
+				return err
+			}
 		}
 		if err := r.Run(ctx, k, ""); err != nil {
 			r.log().Warn("reconcile failed; the sweeper will queue the row again", "row", k.String(), "err", err)
 		}
 	}
+	return nil
 }
 
 // bulkRun is one bulk run of a badge class.
@@ -123,9 +133,15 @@ type bulkRun struct {
 	r     *Reconciler
 	host  badgehost.Bulk
 	class string
+	token string // of the run's lease
 
 	decided bool // whether to list the class has been decided
 	listing map[string][]badgehost.Assertion
+}
+
+// renew returns what extends the run's lease; it fails once another run holds it.
+func (b *bulkRun) renew(ctx context.Context) func() error {
+	return func() error { return b.r.Ledger.RenewBulkRun(ctx, b.class, b.token, b.r.Lease) }
 }
 
 // candidate is a locked row of a batch that is owed an award.
@@ -236,8 +252,7 @@ func (b *bulkRun) batch(ctx context.Context, keys []ledger.RowKey) error {
 			r.log().Warn("queue follow-up reconcile failed; the sweeper will", "row", k.String(), "err", err)
 		}
 	}
-	r.runEach(ctx, single)
-	return nil
+	return r.runEach(ctx, single, b.renew(ctx))
 }
 
 // decide chooses, once per run, between one listing of the whole class and recipient look-ups

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/badgebridge/bridge/internal/badgehost"
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/intake"
@@ -139,6 +141,7 @@ func (h *bulkHost) count(op string) int {
 // bulkEnv is a fresh redis-server with n learners owed the test badge through the real intake,
 // handed to bulk runs as backfill hands them.
 type bulkEnv struct {
+	rdb  *redis.Client
 	l    *ledger.Ledger
 	enq  *queue.Enqueuer
 	host *bulkHost
@@ -150,8 +153,8 @@ func email(uid int64) string { return fmt.Sprintf("learner%d@example.org", uid) 
 
 func newBulkEnv(t *testing.T, n int) *bulkEnv {
 	t.Helper()
-	_, l, enq, in := newIntake(t, true)
-	e := &bulkEnv{l: l, enq: enq, host: newBulkHost()}
+	rdb, l, enq, in := newIntake(t, true)
+	e := &bulkEnv{rdb: rdb, l: l, enq: enq, host: newBulkHost()}
 	for i := range n {
 		uid := int64(1000 + i)
 		ev := testutil.CertEvent(fmt.Sprintf("bulk-%d", uid), uid, email(uid), edx.TypeCertificateCreated, "downloadable", time.Now().Add(-time.Hour))
@@ -404,5 +407,47 @@ func TestBulkRunsOfOneClassDoNotOverlap(t *testing.T) {
 	}
 	if running, _ := e.l.BulkRunning(ctx, testutil.ClassCert); running {
 		t.Fatal("the run's lease outlived it")
+	}
+}
+
+// singleOnly is a badge host without batch awards (no badgehost.Bulk), whose awards can run a
+// hook.
+type singleOnly struct {
+	h       *bulkHost
+	onAward func()
+}
+
+func (s singleOnly) Lookup(ctx context.Context, c string, e []string) ([]badgehost.Assertion, error) {
+	return s.h.Lookup(ctx, c, e)
+}
+func (s singleOnly) Award(ctx context.Context, c string, r badgehost.AwardRequest) (badgehost.Assertion, error) {
+	s.onAward()
+	return s.h.Award(ctx, c, r)
+}
+func (s singleOnly) Revoke(ctx context.Context, id, reason string) error {
+	return s.h.Revoke(ctx, id, reason)
+}
+func (s singleOnly) BadgeClass(ctx context.Context, id string) (badgehost.BadgeClass, error) {
+	return s.h.BadgeClass(ctx, id)
+}
+
+// Awarding one by one renews the run's lease before each row: a run whose lease another run
+// took over stops instead of working beside it, and leaves the other rows to it.
+func TestBulkRunStopsWhenItsLeaseIsTaken(t *testing.T) {
+	e := newBulkEnv(t, 5)
+	ctx := context.Background()
+	stolen := false
+	e.rec.Host = singleOnly{h: e.host, onAward: func() {
+		if !stolen {
+			stolen = true
+			e.rdb.Set(ctx, "bb:{bulk}:run:"+testutil.ClassCert, "another run", time.Minute)
+		}
+	}}
+	err := e.rec.RunBulk(ctx, testutil.ClassCert)
+	if !errors.Is(err, ledger.ErrLockLost) {
+		t.Fatalf("RunBulk: %v, want ErrLockLost", err)
+	}
+	if n := e.host.count("award"); n != 1 {
+		t.Fatalf("%d awards after the lease was taken, want the one in flight only", n)
 	}
 }
