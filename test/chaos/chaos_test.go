@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -87,17 +85,10 @@ func TestChaos(t *testing.T) {
 	db := testutil.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	busSrv := testutil.StartRedis(t)
 	sb := sandbox.New(sandbox.Options{Username: "chaos-svc", Password: "chaos-password-0123", BadgeClasses: []string{badgeClass, pathwayClass}})
-	host := httptest.NewServer(sb)
-	defer host.Close()
-	sb.SetBaseURL(host.URL)
-
-	dir := t.TempDir()
-	mappingFile := filepath.Join(dir, "mapping.yaml")
-	if err := os.WriteFile(mappingFile, []byte(mapping), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	hostURL := testutil.ServeHost(t, sb)
+	mappingFile := testutil.WriteFile(t, "mapping.yaml", mapping)
 	env := []string{
-		"BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + host.URL,
+		"BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + hostURL,
 		"BRIDGE_BADGR_USERNAME=chaos-svc", "BRIDGE_BADGR_PASSWORD=chaos-password-0123",
 		"BRIDGE_MAPPING_FILE=" + mappingFile, "BRIDGE_WEBHOOK_TOKENS=" + hookToken, "BRIDGE_ADMIN_TOKEN=" + adminToken,
 		"BRIDGE_BADGR_TIMEOUT=1s", "BRIDGE_SETTLE=3s", "BRIDGE_SHUTDOWN_GRACE=5s", "BRIDGE_BADGR_RATE_LIMIT=50",

@@ -11,9 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,18 +159,12 @@ func TestSentinelFailover(t *testing.T) {
 	t.Logf("sentinels started as %s; primary %s", g.SentinelCommand, g.Primary(t))
 
 	sb := sandbox.New(sandbox.Options{Username: hostUser, Password: hostPass, BadgeClasses: []string{badgeClass}})
-	host := httptest.NewServer(sb)
-	defer host.Close()
-	sb.SetBaseURL(host.URL)
-	dir := t.TempDir()
-	mappingFile := filepath.Join(dir, "mapping.yaml")
-	if err := os.WriteFile(mappingFile, []byte(mapping), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	hostURL := testutil.ServeHost(t, sb)
+	mappingFile := testutil.WriteFile(t, "mapping.yaml", mapping)
 	env := []string{
 		"BRIDGE_REDIS_SENTINEL_MASTER=" + g.Master, "BRIDGE_REDIS_SENTINEL_ADDRS=" + g.SentinelAddrs(),
 		"BRIDGE_REDIS_MIN_REPLICAS=1", "BRIDGE_REDIS_WAIT_TIMEOUT=1s",
-		"BRIDGE_BADGR_URL=" + host.URL, "BRIDGE_BADGR_USERNAME=" + hostUser, "BRIDGE_BADGR_PASSWORD=" + hostPass,
+		"BRIDGE_BADGR_URL=" + hostURL, "BRIDGE_BADGR_USERNAME=" + hostUser, "BRIDGE_BADGR_PASSWORD=" + hostPass,
 		"BRIDGE_MAPPING_FILE=" + mappingFile, "BRIDGE_ADMIN_TOKEN=" + adminToken,
 		"BRIDGE_WEBHOOK_SECRETS=whsec_" + base64.StdEncoding.EncodeToString([]byte(hookKey)),
 		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=3s", "BRIDGE_SHUTDOWN_GRACE=5s", "BRIDGE_BADGR_RATE_LIMIT=0",
