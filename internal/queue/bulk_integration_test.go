@@ -63,16 +63,19 @@ func (p *pipeline) waitAwarded(t *testing.T, n int) {
 	t.Fatalf("%d learners awarded after %s, want %d", len(p.unrevoked()), bulkTestWait, n)
 }
 
-// A backfill through the real worker, badgr client and sandbox: 250 learners cost one class
-// listing and three batch awards, no single award and no per-learner look-up.
+// A backfill through the real worker, badgr client and sandbox: 250 learners are awarded in
+// batches, at most 0.05 host requests per award (issue 10's bulk target), with no single award.
+// The run works while the intake still adds rows, so how many batches it takes depends on the
+// timing (three when the intake stays ahead; reconcile's TestBulkRunAwardsInBatches pins that).
 func TestBackfillIsAwardedInBatches(t *testing.T) {
 	p := newPipeline(t)
 	p.intake.Enqueuer = NewBulkEnqueuer(p.intake.Enqueuer.(*Enqueuer))
-	intakeMany(t, p.intake, 1000, 250)
-	p.waitAwarded(t, 250)
+	const n = 250
+	intakeMany(t, p.intake, 1000, n)
+	p.waitAwarded(t, n)
 	req := p.sandbox.Requests()
-	if req[routeBatch] != 3 || req[routeAward] != 0 || req[routeList] != 1 {
-		t.Fatalf("requests %v; want 3 batch awards, 1 class listing, no single award", req)
+	if host := req[routeBatch] + req[routeList]; req[routeBatch] == 0 || req[routeAward] != 0 || float64(host)/n > 0.05 {
+		t.Fatalf("requests %v; want batch awards, no single award, at most %.0f requests", req, 0.05*n)
 	}
 }
 
