@@ -337,10 +337,7 @@ func (b *bulkRun) plan(row *ledger.Row, token string, now time.Time) (*candidate
 	}
 	req.Email = strings.ToLower(strings.TrimSpace(req.Email))
 	c.req = req
-	c.emails = row.Emails
-	if !contains(c.emails, row.Email) {
-		c.emails = append(c.emails, row.Email)
-	}
+	c.emails = addresses(row)
 	c.ann = newAnnouncements(row, r.now, r.Announce)
 	return c, true
 }

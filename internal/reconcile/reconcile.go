@@ -181,10 +181,7 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 			return outcome{fields: f, next: settled}, nil
 		}
 	}
-	emails := row.Emails
-	if row.Email != "" && !contains(emails, row.Email) {
-		emails = append(emails, row.Email)
-	}
+	emails := addresses(row)
 	found, err := r.Host.Lookup(ctx, k.BadgeClass, emails)
 	if err != nil {
 		return r.failed(ctx, row, f, "list", err, now)
@@ -229,6 +226,9 @@ func (r *Reconciler) converge(ctx context.Context, row *ledger.Row, token string
 	}
 	req, stop, ok := r.awardRequest(row, award, f, now, timerAt)
 	if !ok {
+		if f["state"] == ledger.StateExpired {
+			r.Metrics.reconciled("expired")
+		}
 		return stop, nil
 	}
 
@@ -305,7 +305,6 @@ func (r *Reconciler) awardRequest(row *ledger.Row, award rules.Fact, f ledger.Fi
 		exp := issuedOn.Add(d).UTC()
 		if !exp.After(now) {
 			f["state"], f["reason"] = ledger.StateExpired, "the award would already be expired at "+exp.Format(time.RFC3339)
-			r.Metrics.reconciled("expired")
 			return req, outcome{fields: f, next: timerAt}, false
 		}
 		req.Expires = &exp
@@ -390,6 +389,16 @@ func desiredName(held bool) string {
 		return "held"
 	}
 	return "not held"
+}
+
+// addresses are every address of the row's learner to look up: those recorded, and the current
+// one.
+func addresses(row *ledger.Row) []string {
+	emails := row.Emails
+	if row.Email != "" && !contains(emails, row.Email) {
+		emails = append(emails, row.Email)
+	}
+	return emails
 }
 
 func contains(list []string, s string) bool {
