@@ -154,7 +154,7 @@ func (a *API) page(c echo.Context, f ledger.Filter, name string) error {
 }
 
 func (a *API) event(c echo.Context) error {
-	rec, err := a.Ledger.SeenEvent(c.Request().Context(), c.Param("id"))
+	rec, err := a.Ledger.FindEvent(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"message": "ledger unavailable: " + err.Error()})
 	}

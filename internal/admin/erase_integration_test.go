@@ -73,7 +73,7 @@ func TestIntegrationEraseLearner(t *testing.T) {
 	if n := rdb.XLen(ctx, stream+".dead").Val(); n != 1 {
 		t.Fatalf("%d dead letters left, want the other learner's 1", n)
 	}
-	if rec, _ := l.SeenEvent(ctx, "ev-7"); rec != nil {
+	if rec, _ := l.FindEvent(ctx, "ev-7"); rec != nil {
 		t.Fatal("the erased learner's event record survived")
 	}
 	if rows, _ := l.LearnerRows(ctx, 8); len(rows) != 2 {

@@ -61,7 +61,7 @@ func TestBackfillThroughRealIntake(t *testing.T) {
 			t.Errorf("row %v: state %q, want %q", r.Key, r.State, ledger.StatePending)
 		}
 	}
-	rec, err := l.SeenEvent(ctx, eventID(101, demoCourse, time.Date(2024, 5, 27, 12, 25, 45, 678901000, time.UTC)))
+	rec, err := l.FindEvent(ctx, eventID(101, demoCourse, time.Date(2024, 5, 27, 12, 25, 45, 678901000, time.UTC)))
 	if err != nil || rec == nil {
 		t.Fatalf("event record of line 2: %v, %v", rec, err)
 	}

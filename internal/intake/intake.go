@@ -80,10 +80,23 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		in.log().Warn("award text incomplete", "user_id", ev.UserID, "course", ev.Course.Raw, "err", warn)
 	}
 	skip, skipped := skipped(ev, c)
+	if ev.ID != "" {
+		// On a Redis Cluster, an id reused for a learner in another bucket is seen only here.
+		other, err := in.Ledger.ClaimEvent(ctx, ev.ID, ev.Digest())
+		if err != nil {
+			return Result{}, err
+		}
+		if other != nil {
+			if err := in.confirm(ctx, ev, via); err != nil {
+				return Result{}, err
+			}
+			return in.seen(ev, *other, via), nil
+		}
+	}
 	if skipped && ev.ID != "" {
 		// An event that changes nothing is looked up on its own; one that may change the
 		// ledger is looked up within the ledger's transaction.
-		rec, err := in.Ledger.SeenEvent(ctx, ev.ID)
+		rec, err := in.Ledger.SeenEvent(ctx, ev.UserID, ev.ID)
 		if err != nil {
 			return Result{}, err
 		}

@@ -80,6 +80,7 @@ func (l *Ledger) apply(ctx context.Context, who Learner, c rules.Change, dry boo
 
 func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dry bool, eventID string, record func(Applied) *EventRecord) (Applied, error) {
 	uid := who.UserID
+	tag := l.bucket(uid)
 	for attempt := 0; attempt < maxTxRetries; attempt++ {
 		var changed []RowKey
 		var recordChanged bool
@@ -87,8 +88,9 @@ func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dr
 		// read in the first round trips; only a revocation or failing status that reaches
 		// other rows of the learner needs one more pair.
 		initial := c.Classes(nil)
+		var emailed string
 		err := l.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			changed, recordChanged = nil, false
+			changed, recordChanged, emailed = nil, false, ""
 			st := newSnapshot(c, uid)
 			st.eventID = eventID
 			if err := l.readSnapshot(ctx, tx, st, initial, true); err != nil {
@@ -140,7 +142,11 @@ func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dr
 				}
 				if who.Email != "" {
 					p.SAdd(ctx, l.userEmailsKey(uid), who.Email)
-					p.SAdd(ctx, l.emailKey(who.Email), uid)
+					if l.Sharded() {
+						emailed = who.Email // the index is in another slot: written after
+					} else {
+						p.SAdd(ctx, l.emailKey(who.Email), uid)
+					}
 					if who.EmailAt >= userAt {
 						p.HSet(ctx, l.userKey(uid), "email", who.Email, "email_at", who.EmailAt)
 						// The learner record's current username and name come from the newest event.
@@ -162,19 +168,19 @@ func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dr
 					if failed[class] {
 						// A parked row resumes on a new fact, with a fresh retry budget.
 						p.HSet(ctx, l.rowKey(k), "state", StatePending, "reason", "", "retries", 0)
-						p.ZRem(ctx, l.failedIndexKey(), k.String())
+						p.ZRem(ctx, l.failedIndexKey(tag), k.String())
 					}
 					p.HSetNX(ctx, l.rowKey(k), "created_at", stamp(now))
 					p.HSet(ctx, l.rowKey(k), "updated_at", stamp(now))
 					p.SAdd(ctx, l.userRowsKey(uid), class)
-					p.ZAdd(ctx, l.rowIndexKey(), redis.Z{Member: k.String()})
-					p.ZAddArgs(ctx, l.owedKey(), redis.ZAddArgs{LT: true, Members: []redis.Z{{
+					p.ZAdd(ctx, l.rowIndexKey(tag), redis.Z{Member: k.String()})
+					p.ZAddArgs(ctx, l.owedKey(tag), redis.ZAddArgs{LT: true, Members: []redis.Z{{
 						Score: float64(stamp(now.Add(l.opts.IntakeGrace))), Member: k.String()}}})
 				}
 				return nil
 			})
 			return err
-		})
+		}, l.watchRoute(uid)...)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
@@ -185,6 +191,13 @@ func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dr
 		}
 		if err != nil {
 			return Applied{}, fmt.Errorf("record facts of user %d: %w", uid, err)
+		}
+		if emailed != "" {
+			// Repeated by every change that records the address, so an index write lost here
+			// is made good by the learner's next one.
+			if err := l.rdb.SAdd(ctx, l.emailKey(emailed), uid).Err(); err != nil {
+				return Applied{}, fmt.Errorf("index the address of user %d: %w", uid, err)
+			}
 		}
 		sort.Slice(changed, func(i, j int) bool { return changed[i].String() < changed[j].String() })
 		return Applied{Rows: changed, Record: recordChanged}, nil
@@ -234,7 +247,7 @@ func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, c
 	if first {
 		watch = append(watch, l.userRowsKey(uid), l.erasedKey(uid), l.userKey(uid), l.recordKey(uid))
 		if st.eventID != "" {
-			watch = append(watch, l.eventKey(st.eventID))
+			watch = append(watch, l.eventKey(uid, st.eventID))
 		}
 	}
 	for _, k := range l.classKeys(uid, classes) {
@@ -247,7 +260,7 @@ func (l *Ledger) readSnapshot(ctx context.Context, tx *redis.Tx, st *snapshot, c
 			rows = p.SMembers(ctx, l.userRowsKey(uid))
 			userAt = p.HGet(ctx, l.userKey(uid), "email_at")
 			if st.eventID != "" {
-				seen = p.Get(ctx, l.eventKey(st.eventID))
+				seen = p.Get(ctx, l.eventKey(uid, st.eventID))
 			}
 			if st.c.Outcome != nil || st.c.Reevaluate {
 				record = p.HGetAll(ctx, l.recordKey(uid))
@@ -345,7 +358,8 @@ func (l *Ledger) Retry(ctx context.Context, keys ...RowKey) (int, error) {
 	cmds := make([]*redis.Cmd, len(keys))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = retryScript.Eval(ctx, p, []string{l.rowKey(k), l.failedIndexKey(), l.owedKey()}, k.String(), now)
+			tag := l.bucket(k.UserID)
+			cmds[i] = retryScript.Eval(ctx, p, []string{l.rowKey(k), l.failedIndexKey(tag), l.owedKey(tag)}, k.String(), now)
 		}
 		return nil
 	})

@@ -127,9 +127,19 @@ func (l *Ledger) InBulk(ctx context.Context, keys []RowKey) ([]bool, error) {
 // class costs fewer requests than looking its learners up.
 func (l *Ledger) ClassRows(ctx context.Context, badgeClass string) (int64, error) {
 	// Row keys are "<class>:<user id>", and ';' sorts right after ':'.
-	n, err := l.rdb.ZLexCount(ctx, l.rowIndexKey(), "["+badgeClass+":", "("+badgeClass+";").Result()
+	counts := make([]*redis.IntCmd, len(l.tags))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range l.tags {
+			counts[i] = p.ZLexCount(ctx, l.rowIndexKey(tag), "["+badgeClass+":", "("+badgeClass+";")
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("count rows of %s: %w", badgeClass, err)
+	}
+	var n int64
+	for _, c := range counts {
+		n += c.Val()
 	}
 	return n, nil
 }

@@ -33,9 +33,10 @@ type EventRecord struct {
 // re-sent old event change nothing.
 const MaxEventsPerLearner = 1000
 
-// SeenEvent loads the record of an event id; nil when the id is unknown.
-func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error) {
-	raw, err := l.rdb.Get(ctx, l.eventKey(id)).Bytes()
+// SeenEvent loads the record of event id about learner uid (0: an event that names none); nil
+// when the id is unknown.
+func (l *Ledger) SeenEvent(ctx context.Context, uid int64, id string) (*EventRecord, error) {
+	raw, err := l.rdb.Get(ctx, l.eventKey(uid, id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -44,6 +45,57 @@ func (l *Ledger) SeenEvent(ctx context.Context, id string) (*EventRecord, error)
 	}
 	return decodeEventRecord(raw)
 }
+
+// FindEvent loads the record of event id whatever learner it names (the admin API's look-up);
+// nil when the id is unknown. On a Cluster it asks every bucket, in one round trip per shard.
+func (l *Ledger) FindEvent(ctx context.Context, id string) (*EventRecord, error) {
+	cmds := make([]*redis.StringCmd, len(l.tags))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range l.tags {
+			cmds[i] = p.Get(ctx, l.opts.Prefix+tag+"evt:"+id)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read event record: %w", err)
+	}
+	for _, c := range cmds {
+		if raw, err := c.Bytes(); err == nil {
+			return decodeEventRecord(raw)
+		}
+	}
+	return nil, nil
+}
+
+// ClaimEvent, on a Cluster, claims event id for the content digest before the event is handled,
+// and returns the claim of an earlier event that used the id with other content (nil: none, or
+// the same content). An event's record lives in its learner's bucket and is read within the
+// learner's transaction, which cannot see a record of the same id in another bucket: the claim
+// is what answers such a reuse 409. On one Redis the record itself does that, and ClaimEvent
+// writes nothing. A claim left by an event whose handling then failed holds the same digest, so
+// the resend passes it.
+func (l *Ledger) ClaimEvent(ctx context.Context, id, digest string) (*EventRecord, error) {
+	if !l.Sharded() || id == "" || digest == "" {
+		return nil, nil
+	}
+	prev, err := claimEventScript.Run(ctx, l.rdb, []string{l.eventClaimKey(id)}, digest, l.opts.EventRetention.Milliseconds()).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("claim event id %s: %w", id, err)
+	case prev == digest:
+		return nil, nil
+	}
+	return &EventRecord{ID: id, Digest: prev, Status: "claimed"}, nil
+}
+
+// claimEventScript is SET NX GET, which Redis before 7.0 refuses.
+var claimEventScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false`)
 
 func decodeEventRecord(raw []byte) (*EventRecord, error) {
 	var rec EventRecord
@@ -90,12 +142,12 @@ func (l *Ledger) RecordEvent(ctx context.Context, rec EventRecord) error {
 // recordIn queues the writes of an event record on p (a pipeline or a transaction).
 func (l *Ledger) recordIn(ctx context.Context, p redis.Pipeliner, rec EventRecord) {
 	b, _ := json.Marshal(rec)
-	keys := []string{l.eventKey(rec.ID)}
+	keys := []string{l.eventKey(rec.UserID, rec.ID)}
 	if rec.UserID != 0 {
 		// Indexed by learner so an erase can find them.
 		keys = append(keys, l.userEventsKey(rec.UserID))
 	}
 	// EVAL, not EVALSHA: in a pipeline or MULTI a missing script cache could not be retried.
 	recordScript.Eval(ctx, p, keys, b, l.opts.EventRetention.Microseconds(), stamp(l.opts.Now()),
-		MaxEventsPerLearner, l.eventKey(""), rec.ID)
+		MaxEventsPerLearner, l.eventPrefix(rec.UserID), rec.ID)
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func (h *rowReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 func (h *rowReads) count(c redis.Cmder) {
-	if c.Name() == "hgetall" && len(c.Args()) > 1 && fmt.Sprint(c.Args()[1])[:7] == "bb:row:" {
+	if c.Name() == "hgetall" && len(c.Args()) > 1 && strings.Contains(fmt.Sprint(c.Args()[1]), "row:") {
 		h.n.Add(1)
 	}
 }
@@ -47,12 +48,13 @@ func seedRows(t *testing.T, l *Ledger, n int) {
 			for i := start; i < min(start+5000, n); i++ {
 				k := RowKey{fmt.Sprintf("Class%d", i%3), int64(i + 1)}
 				state := StateIssued
+				tag := l.bucket(k.UserID)
 				if i%10 == 0 {
 					state = StateFailed
-					p.ZAdd(ctx, l.failedIndexKey(), redis.Z{Member: k.String()})
+					p.ZAdd(ctx, l.failedIndexKey(tag), redis.Z{Member: k.String()})
 				}
 				p.HSet(ctx, l.rowKey(k), "state", state, "version", 1)
-				p.ZAdd(ctx, l.rowIndexKey(), redis.Z{Member: k.String()})
+				p.ZAdd(ctx, l.rowIndexKey(tag), redis.Z{Member: k.String()})
 				p.SAdd(ctx, l.userRowsKey(k.UserID), k.BadgeClass)
 			}
 			return nil
@@ -63,16 +65,32 @@ func seedRows(t *testing.T, l *Ledger, n int) {
 	}
 }
 
+// failedRows counts the failed index of every bucket.
+func failedRows(ctx context.Context, l *Ledger) int64 {
+	var n int64
+	for _, tag := range l.tags {
+		n += l.rdb.ZCard(ctx, l.failedIndexKey(tag)).Val()
+	}
+	return n
+}
+
+// The Cluster layout pages through one index per bucket; it runs here on one Redis.
 func TestPageAt50000Rows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("50,000 rows")
 	}
+	for _, buckets := range []int{1, ClusterBuckets} {
+		t.Run(fmt.Sprintf("%d buckets", buckets), func(t *testing.T) { pageAt50000Rows(t, buckets) })
+	}
+}
+
+func pageAt50000Rows(t *testing.T, buckets int) {
 	ctx := context.Background()
 	srv := testutil.StartRedis(t)
 	reads := &rowReads{}
 	rdb := srv.Client(t)
 	rdb.AddHook(reads)
-	l := New(rdb, Options{})
+	l := New(rdb, Options{Buckets: buckets})
 	const total = 50000
 	seedRows(t, l, total)
 
@@ -156,8 +174,8 @@ func TestPageAt50000Rows(t *testing.T) {
 			break
 		}
 	}
-	if put != total/10 || l.rdb.ZCard(ctx, l.failedIndexKey()).Val() != 0 {
-		t.Fatalf("retried %d of %d; failed index holds %d", put, total/10, l.rdb.ZCard(ctx, l.failedIndexKey()).Val())
+	if put != total/10 || failedRows(ctx, l) != 0 {
+		t.Fatalf("retried %d of %d; failed index holds %d", put, total/10, failedRows(ctx, l))
 	}
 }
 
@@ -168,11 +186,11 @@ func TestRepairIndexes(t *testing.T) {
 	seedRows(t, l, 3000)
 	// Damage: rows missing from both indexes (as a version before them left them, with the old
 	// unordered set), a failed entry for a row that is no longer failed, entries of erased rows.
-	l.rdb.Del(ctx, l.rowIndexKey())
+	l.rdb.Del(ctx, l.rowIndexKey(""))
 	l.rdb.SAdd(ctx, l.legacyRowsKey(), "Class0:1")
 	l.rdb.HSet(ctx, l.rowKey(RowKey{"Class0", 1}), "state", StateIssued)
-	l.rdb.ZAdd(ctx, l.failedIndexKey(), redis.Z{Member: "Gone:9"})
-	l.rdb.ZAdd(ctx, l.rowIndexKey(), redis.Z{Member: "Gone:9"}, redis.Z{Member: "Gone:10"})
+	l.rdb.ZAdd(ctx, l.failedIndexKey(""), redis.Z{Member: "Gone:9"})
+	l.rdb.ZAdd(ctx, l.rowIndexKey(""), redis.Z{Member: "Gone:9"}, redis.Z{Member: "Gone:10"})
 
 	var c RepairCursor
 	for i := 0; ; i++ {
@@ -188,10 +206,10 @@ func TestRepairIndexes(t *testing.T) {
 		}
 		c = next
 	}
-	if n := l.rdb.ZCard(ctx, l.rowIndexKey()).Val(); n != 3000 {
+	if n := l.rdb.ZCard(ctx, l.rowIndexKey("")).Val(); n != 3000 {
 		t.Fatalf("row index holds %d, want 3000", n)
 	}
-	if n := l.rdb.ZCard(ctx, l.failedIndexKey()).Val(); n != 299 {
+	if n := l.rdb.ZCard(ctx, l.failedIndexKey("")).Val(); n != 299 {
 		t.Fatalf("failed index holds %d, want 299 (300 seeded, one no longer failed)", n)
 	}
 	if l.rdb.Exists(ctx, l.legacyRowsKey()).Val() != 0 {
@@ -220,7 +238,7 @@ func TestWriteKeepsFailedIndex(t *testing.T) {
 	if err := l.Step(ctx, k, tok, Fields{"state": StateIssued}); err != nil {
 		t.Fatal(err)
 	}
-	if n := l.rdb.ZCard(ctx, l.failedIndexKey()).Val(); n != 0 {
+	if n := failedRows(ctx, l); n != 0 {
 		t.Fatalf("issued row still in the failed index")
 	}
 }

@@ -42,7 +42,7 @@ const (
 )
 
 func (l *Ledger) claimJob(ctx context.Context, k RowKey, id, mode string) (code int64, current string, err error) {
-	res, err := claimJobScript.Run(ctx, l.rdb, []string{l.rowKey(k), l.lockKey(k), l.owedKey()},
+	res, err := claimJobScript.Run(ctx, l.rdb, []string{l.rowKey(k), l.lockKey(k), l.owedKey(l.bucket(k.UserID))},
 		id, jobField, mode, k.String()).Slice()
 	if err != nil {
 		return 0, "", fmt.Errorf("claim job slot of row %s: %w", k, err)
@@ -88,7 +88,7 @@ return {0, token}`)
 // StartJob is Lock for the job id: it also empties the row's job slot if it holds id, so a
 // change recorded from now on queues a new job instead of counting on this one.
 func (l *Ledger) StartJob(ctx context.Context, k RowKey, id string, lease time.Duration) (token string, ok bool, err error) {
-	res, err := startJobScript.Run(ctx, l.rdb, []string{l.fenceKey(), l.lockKey(k), l.rowKey(k)},
+	res, err := startJobScript.Run(ctx, l.rdb, []string{l.fenceKey(l.bucket(k.UserID)), l.lockKey(k), l.rowKey(k)},
 		lease.Milliseconds(), id, jobField).Slice()
 	if err != nil {
 		return "", false, fmt.Errorf("start job on row %s: %w", k, err)

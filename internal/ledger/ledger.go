@@ -53,12 +53,16 @@ type Options struct {
 	// (the job queued at intake normally clears it well before).
 	IntakeGrace time.Duration
 	Now         func() time.Time
+	// Buckets is the number of key buckets (see keys.go): 0 chooses by the client, ClusterBuckets
+	// on a Redis Cluster and 1 otherwise. Tests set it to run the Cluster layout on one Redis.
+	Buckets int
 }
 
 // Ledger reads and writes the ledger keys.
 type Ledger struct {
 	rdb  redis.UniversalClient
 	opts Options
+	tags []string // the bucket tags, one ("") on one Redis
 }
 
 // ErrLockLost means another job holds the row now: this job's lease ran out.
@@ -78,44 +82,13 @@ func New(rdb redis.UniversalClient, o Options) *Ledger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Ledger{rdb: rdb, opts: o}
-}
-
-func (l *Ledger) rowKey(k RowKey) string   { return l.opts.Prefix + "row:" + k.String() }
-func (l *Ledger) factsKey(k RowKey) string { return l.opts.Prefix + "facts:" + k.String() }
-func (l *Ledger) lockKey(k RowKey) string  { return l.opts.Prefix + "lock:" + k.String() }
-func (l *Ledger) owedKey() string          { return l.opts.Prefix + "owed" }
-func (l *Ledger) fenceKey() string         { return l.opts.Prefix + "fence" }
-
-// The row indexes are sorted sets with one score, so that the admin API pages through them in
-// key order (ZRANGE BYLEX) from an opaque cursor instead of reading every row.
-func (l *Ledger) rowIndexKey() string    { return l.opts.Prefix + "rowidx" }
-func (l *Ledger) failedIndexKey() string { return l.opts.Prefix + "failed" }
-
-// legacyRowsKey is the unordered set of all rows that versions before the indexes kept; the
-// index repair moves it into rowidx.
-func (l *Ledger) legacyRowsKey() string { return l.opts.Prefix + "rows" }
-func (l *Ledger) userKey(uid int64) string {
-	return l.opts.Prefix + "user:" + strconv.FormatInt(uid, 10)
-}
-func (l *Ledger) userRowsKey(uid int64) string   { return l.userKey(uid) + ":rows" }
-func (l *Ledger) userEmailsKey(uid int64) string { return l.userKey(uid) + ":emails" }
-func (l *Ledger) emailKey(email string) string   { return l.opts.Prefix + "email:" + email }
-func (l *Ledger) eventKey(id string) string      { return l.opts.Prefix + "evt:" + id }
-
-// recordKey is the learner record (contract 9.1): one field per course run.
-func (l *Ledger) recordKey(uid int64) string { return l.userKey(uid) + ":record" }
-
-// userEventsKey indexes the learner's event records by receive time, so that an erase finds them
-// and old ones are trimmed. (Older versions kept an unordered set under ":events".)
-func (l *Ledger) userEventsKey(uid int64) string { return l.userKey(uid) + ":evidx" }
-func (l *Ledger) legacyUserEventsKey(uid int64) string {
-	return l.userKey(uid) + ":events"
-}
-
-// erasedKey is the learner's erasure tombstone: the erase time, µs.
-func (l *Ledger) erasedKey(uid int64) string {
-	return l.opts.Prefix + "erased:" + strconv.FormatInt(uid, 10)
+	if o.Buckets == 0 {
+		o.Buckets = 1
+		if _, ok := rdb.(*redis.ClusterClient); ok {
+			o.Buckets = ClusterBuckets
+		}
+	}
+	return &Ledger{rdb: rdb, opts: o, tags: bucketTags(o.Buckets)}
 }
 
 // stamp is how the ledger stores a time: Unix microseconds (events are compared to the

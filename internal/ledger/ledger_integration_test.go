@@ -3,9 +3,12 @@ package ledger
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/rules"
@@ -35,9 +38,45 @@ func apply(ctx context.Context, l *Ledger, in event) ([]RowKey, error) {
 	return a.Rows, err
 }
 
+// newLedger gives a ledger on a Redis of its own, or, within TestOnRedisCluster, on the shared
+// Redis Cluster emptied first.
 func newLedger(t *testing.T) *Ledger {
+	if onCluster != nil {
+		rdb := onCluster.Client(t)
+		err := rdb.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+			return c.FlushAll(ctx).Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(rdb, Options{})
+	}
 	srv := testutil.StartRedis(t)
 	return New(srv.Client(t), Options{})
+}
+
+// allKeys lists the keys matching pattern, on every primary of a Cluster.
+func allKeys(t *testing.T, l *Ledger, pattern string) []string {
+	t.Helper()
+	ctx := context.Background()
+	cc, ok := l.rdb.(*redis.ClusterClient)
+	if !ok {
+		return l.rdb.Keys(ctx, pattern).Val()
+	}
+	var mu sync.Mutex
+	var out []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		keys, err := c.Keys(ctx, pattern).Result()
+		mu.Lock()
+		out = append(out, keys...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func TestApplyTransitions(t *testing.T) {
@@ -224,7 +263,7 @@ func TestErase(t *testing.T) {
 	if r, _ := l.Read(ctx, RowKey{"Class1", 5}); r != nil {
 		t.Fatal("row survived the erase")
 	}
-	if rec, _ := l.SeenEvent(ctx, "e5"); rec != nil {
+	if rec, _ := l.FindEvent(ctx, "e5"); rec != nil {
 		t.Fatal("event record survived the erase")
 	}
 	if rows, _ := l.List(ctx, Filter{Email: "gone@example.com"}); len(rows) != 0 {
@@ -233,10 +272,10 @@ func TestErase(t *testing.T) {
 	if total, _, _ := l.Owed(ctx, time.Now()); total != 0 {
 		t.Fatal("owed mark survived the erase")
 	}
-	if n, _ := l.rdb.Keys(ctx, "bb:*").Result(); len(n) != 1 || n[0] != "bb:erased:5" {
+	if n := allKeys(t, l, "bb:*"); len(n) != 1 || n[0] != l.erasedKey(5) {
 		t.Fatalf("keys left after erase (want only the tombstone): %v", n)
 	}
-	if ttl := l.rdb.TTL(ctx, "bb:erased:5").Val(); ttl <= 0 {
+	if ttl := l.rdb.TTL(ctx, l.erasedKey(5)).Val(); ttl <= 0 {
 		t.Fatalf("the tombstone must expire, TTL %v", ttl)
 	}
 }
@@ -258,7 +297,7 @@ func TestEraseTombstoneRefusesReplays(t *testing.T) {
 	if !errors.As(err, &refused) || refused.UserID != 6 {
 		t.Fatalf("replayed event after erase: want *ErasedError, got %v", err)
 	}
-	if n, _ := l.rdb.Keys(ctx, "bb:*6*").Result(); len(n) != 1 {
+	if n := allKeys(t, l, "bb:*6*"); len(n) != 1 {
 		t.Fatalf("the refused replay wrote keys: %v", n)
 	}
 	rows, err := apply(ctx, l, intake(6, "six@example.com", edx.SignalSupports, time.Now().Add(time.Second).UnixMicro(), "rule"))

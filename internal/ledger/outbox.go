@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -71,9 +72,31 @@ type OutboxStats struct {
 	Dropped int64     // entries pushed out by OutboxCap since the Redis began
 }
 
-func (l *Ledger) outboxKey() string        { return l.opts.Prefix + "announce:outbox" }
-func (l *Ledger) outboxDroppedKey() string { return l.opts.Prefix + "announce:dropped" }
-func (l *Ledger) outboxLockKey() string    { return l.opts.Prefix + "announce:lock" }
+// There is one outbox per key bucket (one on a single Redis), since a row write appends to its
+// learner's bucket's outbox in the same script. OutboxCap is shared among them.
+func (l *Ledger) outboxKey(tag string) string        { return l.opts.Prefix + tag + "announce:outbox" }
+func (l *Ledger) outboxDroppedKey(tag string) string { return l.opts.Prefix + tag + "announce:dropped" }
+func (l *Ledger) outboxLockKey() string              { return l.opts.Prefix + "announce:lock" }
+func (l *Ledger) outboxCap() int                     { return OutboxCap / len(l.tags) }
+
+// An entry's id is its stream id, preceded on a Cluster by its bucket ("b17/1700000000000-0").
+func (l *Ledger) outboxEntryID(bucket int, streamID string) string {
+	if !l.Sharded() {
+		return streamID
+	}
+	return "b" + strconv.Itoa(bucket) + "/" + streamID
+}
+
+func (l *Ledger) parseOutboxEntryID(id string) (bucket int, streamID string, err error) {
+	if !l.Sharded() {
+		return 0, id, nil
+	}
+	b, sid, ok := strings.Cut(id, "/")
+	if n, err := strconv.Atoi(strings.TrimPrefix(b, "b")); ok && err == nil && n >= 0 && n < len(l.tags) {
+		return n, sid, nil
+	}
+	return 0, "", fmt.Errorf("outbox entry id %q: want b<bucket>/<stream id>", id)
+}
 
 // outboxLua appends ARGV[from..to] to the outbox key capped at cap, counting what the cap
 // pushes out in dropped. Shared by the fenced row write and AppendOutbox.
@@ -87,9 +110,9 @@ end
 `
 
 // outboxArgs encodes announcements for the scripts: cap, count, then one JSON value each.
-func outboxArgs(list []Announcement) ([]any, error) {
+func outboxArgs(list []Announcement, cap int) ([]any, error) {
 	out := make([]any, 0, 2+len(list))
-	out = append(out, OutboxCap, len(list))
+	out = append(out, cap, len(list))
 	for _, a := range list {
 		if a.Kind != AnnounceAwarded && a.Kind != AnnounceRevoked {
 			return nil, fmt.Errorf("announcement of %s: unknown kind %q", a.Row, a.Kind)
@@ -115,26 +138,67 @@ func (l *Ledger) AppendOutbox(ctx context.Context, list []Announcement) error {
 	if len(list) == 0 {
 		return nil
 	}
-	args, err := outboxArgs(list)
-	if err != nil {
-		return err
+	byTag := map[string][]Announcement{}
+	for _, a := range list {
+		tag := l.bucket(a.Row.UserID)
+		byTag[tag] = append(byTag[tag], a)
 	}
-	keys := []string{l.outboxKey(), l.outboxDroppedKey()}
-	if err := appendOutboxScript.Run(ctx, l.rdb, keys, args...).Err(); err != nil {
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for tag, group := range byTag {
+			args, err := outboxArgs(group, l.outboxCap())
+			if err != nil {
+				return err
+			}
+			appendOutboxScript.Eval(ctx, p, []string{l.outboxKey(tag), l.outboxDroppedKey(tag)}, args...)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("append %d announcement(s) to the outbox: %w", len(list), err)
 	}
 	return nil
 }
 
-// ReadOutbox returns up to n of the oldest waiting announcements, oldest first.
+// ReadOutbox returns up to n of the oldest waiting announcements, oldest first (on a Cluster,
+// in the order of their stream ids across the buckets).
 func (l *Ledger) ReadOutbox(ctx context.Context, n int64) ([]OutboxEntry, error) {
-	msgs, err := l.rdb.XRangeN(ctx, l.outboxKey(), "-", "+", n).Result()
+	cmds := make([]*redis.XMessageSliceCmd, len(l.tags))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range l.tags {
+			cmds[i] = p.XRangeN(ctx, l.outboxKey(tag), "-", "+", n)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the outbox: %w", err)
 	}
-	out := make([]OutboxEntry, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, parseOutbox(m))
+	type entry struct {
+		ms, seq int64
+		e       OutboxEntry
+	}
+	var all []entry
+	for i, c := range cmds {
+		for _, m := range c.Val() {
+			e := parseOutbox(m)
+			e.ID = l.outboxEntryID(i, m.ID)
+			ms, seq, _ := strings.Cut(m.ID, "-")
+			a := entry{e: e}
+			a.ms, _ = strconv.ParseInt(ms, 10, 64)
+			a.seq, _ = strconv.ParseInt(seq, 10, 64)
+			all = append(all, a)
+		}
+	}
+	if len(cmds) > 1 {
+		sort.SliceStable(all, func(i, j int) bool {
+			if all[i].ms != all[j].ms {
+				return all[i].ms < all[j].ms
+			}
+			return all[i].seq < all[j].seq
+		})
+	}
+	out := make([]OutboxEntry, 0, min(int64(len(all)), n))
+	for _, a := range all[:min(int64(len(all)), n)] {
+		out = append(out, a.e)
 	}
 	return out, nil
 }
@@ -165,7 +229,21 @@ func (l *Ledger) RemoveOutbox(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := l.rdb.XDel(ctx, l.outboxKey(), ids...).Err(); err != nil {
+	byBucket := map[int][]string{}
+	for _, id := range ids {
+		b, sid, err := l.parseOutboxEntryID(id)
+		if err != nil {
+			return fmt.Errorf("remove %d outbox entr(ies): %w", len(ids), err)
+		}
+		byBucket[b] = append(byBucket[b], sid)
+	}
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b, sids := range byBucket {
+			p.XDel(ctx, l.outboxKey(l.tags[b]), sids...)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("remove %d outbox entr(ies): %w", len(ids), err)
 	}
 	return nil
@@ -173,25 +251,31 @@ func (l *Ledger) RemoveOutbox(ctx context.Context, ids ...string) error {
 
 // OutboxStatus measures the outbox in one round trip.
 func (l *Ledger) OutboxStatus(ctx context.Context) (OutboxStats, error) {
-	var length *redis.IntCmd
-	var first *redis.XMessageSliceCmd
-	var dropped *redis.StringCmd
+	length := make([]*redis.IntCmd, len(l.tags))
+	first := make([]*redis.XMessageSliceCmd, len(l.tags))
+	dropped := make([]*redis.StringCmd, len(l.tags))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		length = p.XLen(ctx, l.outboxKey())
-		first = p.XRangeN(ctx, l.outboxKey(), "-", "+", 1)
-		dropped = p.Get(ctx, l.outboxDroppedKey())
+		for i, tag := range l.tags {
+			length[i] = p.XLen(ctx, l.outboxKey(tag))
+			first[i] = p.XRangeN(ctx, l.outboxKey(tag), "-", "+", 1)
+			dropped[i] = p.Get(ctx, l.outboxDroppedKey(tag))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return OutboxStats{}, fmt.Errorf("outbox status: %w", err)
 	}
-	s := OutboxStats{Len: length.Val()}
-	s.Dropped, _ = strconv.ParseInt(dropped.Val(), 10, 64)
-	if msgs := first.Val(); len(msgs) > 0 {
-		// A stream id starts with the Unix milliseconds of the XADD.
-		ms, _, _ := strings.Cut(msgs[0].ID, "-")
-		if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
-			s.Oldest = time.UnixMilli(v)
+	var s OutboxStats
+	for i := range l.tags {
+		s.Len += length[i].Val()
+		d, _ := strconv.ParseInt(dropped[i].Val(), 10, 64)
+		s.Dropped += d
+		if msgs := first[i].Val(); len(msgs) > 0 {
+			// A stream id starts with the Unix milliseconds of the XADD.
+			ms, _, _ := strings.Cut(msgs[0].ID, "-")
+			if v, err := strconv.ParseInt(ms, 10, 64); err == nil && (s.Oldest.IsZero() || time.UnixMilli(v).Before(s.Oldest)) {
+				s.Oldest = time.UnixMilli(v)
+			}
 		}
 	}
 	return s, nil

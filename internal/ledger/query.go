@@ -70,7 +70,7 @@ func (l *Ledger) Page(ctx context.Context, f Filter) (Page, error) {
 			return out, nil
 		}
 		chunk := min(max(f.Limit-len(out.Rows), 50), 500)
-		keys, err := next(after, chunk)
+		keys, done, err := next(after, chunk)
 		if err != nil {
 			return Page{}, fmt.Errorf("list rows: %w", err)
 		}
@@ -92,28 +92,29 @@ func (l *Ledger) Page(ctx context.Context, f Filter) (Page, error) {
 			}
 			out.Rows = append(out.Rows, r)
 			if len(out.Rows) == f.Limit {
-				if i < len(keys)-1 || len(keys) == chunk {
+				if i < len(keys)-1 || !done {
 					out.Next = base64.RawURLEncoding.EncodeToString([]byte(after))
 				}
 				return out, nil
 			}
 		}
-		if len(keys) < chunk {
+		if done {
 			return out, nil
 		}
 	}
 }
 
-// keySource gives the row keys that f can match, in order, n at a time after a key. A learner's
+// keySource gives the row keys that f can match, in order, up to n at a time after a key, and
+// whether none follow them. A learner's
 // rows (UserID, Email) are read directly; otherwise it walks the index of all rows (or, for
 // state=failed, the smaller index of parked rows) by lexical range.
-func (l *Ledger) keySource(ctx context.Context, f Filter) (func(after string, n int) ([]string, error), error) {
+func (l *Ledger) keySource(ctx context.Context, f Filter) (func(after string, n int) (keys []string, done bool, err error), error) {
 	if f.UserID != 0 || f.Email != "" {
 		keys, err := l.learnerCandidates(ctx, f)
 		if err != nil {
 			return nil, err
 		}
-		return func(after string, n int) ([]string, error) {
+		return func(after string, n int) ([]string, bool, error) {
 			i := sort.SearchStrings(keys, after)
 			if i < len(keys) && keys[i] == after {
 				i++
@@ -124,26 +125,62 @@ func (l *Ledger) keySource(ctx context.Context, f Filter) (func(after string, n 
 					out = append(out, keys[i])
 				}
 			}
-			return out, nil
+			return out, len(out) < n, nil
 		}, nil
 	}
-	index := l.rowIndexKey()
+	index := l.rowIndexKey
 	if f.State == StateFailed {
-		index = l.failedIndexKey()
+		index = l.failedIndexKey
 	}
 	lo, hi := "-", "+"
 	if f.BadgeClass != "" {
 		// Members are "<class>:<uid>" and ';' follows ':', so this is exactly one class.
 		lo, hi = "["+f.BadgeClass+":", "("+f.BadgeClass+";"
 	}
-	return func(after string, n int) ([]string, error) {
+	return func(after string, n int) ([]string, bool, error) {
 		from := lo
 		if after != "" && (lo == "-" || after >= lo[1:]) {
 			from = "(" + after
 		}
-		return l.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-			Key: index, Start: from, Stop: hi, ByLex: true, Count: int64(n),
-		}).Result()
+		if !l.Sharded() {
+			keys, err := l.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+				Key: index(""), Start: from, Stop: hi, ByLex: true, Count: int64(n),
+			}).Result()
+			return keys, len(keys) < n, err
+		}
+		// Each bucket's index is in key order. Take m from each: every key up to the smallest
+		// last key of a bucket that gave all m is in order and complete; later ones wait for
+		// the next call.
+		m := max(2*n/len(l.tags), 8)
+		cmds := make([]*redis.StringSliceCmd, len(l.tags))
+		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, tag := range l.tags {
+				cmds[i] = p.ZRangeArgs(ctx, redis.ZRangeArgs{
+					Key: index(tag), Start: from, Stop: hi, ByLex: true, Count: int64(m),
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		var keys []string
+		bound, full := "", false
+		for _, c := range cmds {
+			got := c.Val()
+			keys = append(keys, got...)
+			if len(got) == m && (!full || got[m-1] < bound) {
+				bound, full = got[m-1], true
+			}
+		}
+		sort.Strings(keys)
+		if full {
+			keys = keys[:sort.SearchStrings(keys, bound)+1]
+		}
+		if len(keys) > n {
+			return keys[:n], false, nil
+		}
+		return keys, !full, nil
 	}, nil
 }
 

@@ -8,8 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The row and failed indexes are written by the steps that change a row, but not always in the
-// same transaction (they will live on other Redis Cluster slots than the rows), and rows from
+// The row and failed indexes are written with the steps that change a row, but rows from
 // versions before the indexes are in neither. A background repair walks both sides a batch at a
 // time: every row is put in the indexes its state says, and index entries whose row is gone are
 // dropped.
@@ -44,7 +43,14 @@ type RepairCursor struct {
 // RepairIndexes checks up to batch rows from each side and returns the cursor for the next call
 // and how many index entries it changed. done is true when a whole pass ended with this call;
 // the legacy unordered row set is dropped then, its rows having been indexed by the scan.
+//
+// The Cluster layout has nothing to repair: it writes a row and its index entries in one
+// transaction or script (they share the learner's bucket), and it has no rows from before the
+// indexes.
 func (l *Ledger) RepairIndexes(ctx context.Context, c RepairCursor, batch int) (next RepairCursor, fixed int, done bool, err error) {
+	if l.Sharded() {
+		return RepairCursor{}, 0, true, nil
+	}
 	var keys []string
 	scan := uint64(0)
 	if !c.scanned {
@@ -68,7 +74,7 @@ func (l *Ledger) RepairIndexes(ctx context.Context, c RepairCursor, batch int) (
 		key  string
 		from string
 		to   *string
-	}{{l.rowIndexKey(), c.index, &next.index}, {l.failedIndexKey(), c.failed, &next.failed}} {
+	}{{l.rowIndexKey(""), c.index, &next.index}, {l.failedIndexKey(""), c.failed, &next.failed}} {
 		start := "-"
 		if side.from != "" {
 			start = "(" + side.from
@@ -108,7 +114,7 @@ func (l *Ledger) repairMembers(ctx context.Context, members []string) (int, erro
 	for _, m := range members {
 		args = append(args, m)
 	}
-	n, err := repairRowsScript.Run(ctx, l.rdb, []string{l.rowIndexKey(), l.failedIndexKey()}, args...).Int()
+	n, err := repairRowsScript.Run(ctx, l.rdb, []string{l.rowIndexKey(""), l.failedIndexKey("")}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("repair indexes: %w", err)
 	}

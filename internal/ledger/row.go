@@ -118,7 +118,7 @@ func atoi(s string) int64 {
 // counter, so every later write can prove it still holds the lease. ok is false when another job
 // holds it.
 func (l *Ledger) Lock(ctx context.Context, k RowKey, lease time.Duration) (token string, ok bool, err error) {
-	n, err := l.rdb.Incr(ctx, l.fenceKey()).Result()
+	n, err := l.rdb.Incr(ctx, l.fenceKey(l.bucket(k.UserID))).Result()
 	if err != nil {
 		return "", false, fmt.Errorf("lock row %s: %w", k, err)
 	}
@@ -235,13 +235,14 @@ func (l *Ledger) write(ctx context.Context, k RowKey, token, mode string, seen i
 		f = Fields{}
 	}
 	f["updated_at"] = l.opts.Now()
-	ob, err := outboxArgs(outbox)
+	ob, err := outboxArgs(outbox, l.outboxCap())
 	if err != nil {
 		return 0, fmt.Errorf("write row %s: %w", k, err)
 	}
 	args := append([]any{token, k.String(), mode, seen, stamp(next), stamp(l.opts.Now())}, ob...)
 	args = append(args, f.args()...)
-	keys := []string{l.lockKey(k), l.rowKey(k), l.owedKey(), l.failedIndexKey(), l.outboxKey(), l.outboxDroppedKey()}
+	tag := l.bucket(k.UserID)
+	keys := []string{l.lockKey(k), l.rowKey(k), l.owedKey(tag), l.failedIndexKey(tag), l.outboxKey(tag), l.outboxDroppedKey(tag)}
 	n, err := writeScript.Run(ctx, l.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("write row %s: %w", k, err)

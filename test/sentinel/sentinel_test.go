@@ -276,7 +276,7 @@ func TestSentinelFailover(t *testing.T) {
 		if !e.last().ok() {
 			continue
 		}
-		rec, err := led.SeenEvent(context.Background(), e.id)
+		rec, err := led.SeenEvent(context.Background(), e.uid, e.id)
 		if err != nil {
 			t.Fatalf("read event record: %v", err)
 		}
