@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -182,6 +183,12 @@ func (l *Ledger) applyEvent(ctx context.Context, who Learner, c rules.Change, dr
 			return err
 		}, l.watchRoute(uid)...)
 		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if l.Sharded() && movedMidTransaction(err) && attempt < 3 {
+			// A slot moved between the transaction's reads and its EXEC (a Cluster failover):
+			// nothing was written, and the client has reloaded the slot map by now.
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 			continue
 		}
 		var erased *ErasedError
@@ -373,4 +380,19 @@ func (l *Ledger) Retry(ctx context.Context, keys ...RowKey) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// movedMidTransaction recognises a transaction Redis Cluster discarded because its slot moved or
+// was being failed over: EXECABORT after a redirected command, or the redirect itself.
+func movedMidTransaction(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"EXECABORT", "MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
