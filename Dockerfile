@@ -1,8 +1,13 @@
 # Badge Bridge container image: a static Go binary on a distroless, non-root base.
 #
 #   docker build -t badge-bridge:dev \
-#     --build-arg VERSION=$(git describe --tags --always) \
+#     --build-arg VERSION=$(git describe --tags --always | sed 's/^v//') \
 #     --build-arg COMMIT=$(git rev-parse HEAD) .
+#
+# Releases (.github/workflows/release.yml) build it for linux/amd64 and linux/arm64 with VERSION
+# the tag without its "v", as GoReleaser's binaries print it. scripts/image-check.sh builds the
+# same layout (static binary at /bridge, CA certificates, USER 65532:65532, ENTRYPOINT /bridge,
+# CMD run) FROM scratch with buildah, where no base image can be pulled, and runs it as 65532.
 #
 # Needs BuildKit (Docker 23+, buildx, or podman/buildah) for the build-cache mount and the
 # cross-compiling --platform line; multi-arch: docker buildx build --platform linux/amd64,linux/arm64 .
