@@ -154,6 +154,9 @@ func pageAt50000Rows(t *testing.T, buckets int) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 
+	if n, err := l.Parked(ctx); err != nil || n != total/10 {
+		t.Fatalf("Parked counts %d (%v), want %d", n, err, total/10)
+	}
 	// Retry in batches puts every parked row back, and the index empties.
 	put := 0
 	for {
@@ -173,6 +176,9 @@ func pageAt50000Rows(t *testing.T, buckets int) {
 		if p.Next == "" {
 			break
 		}
+	}
+	if n, err := l.Parked(ctx); err != nil || n != 0 {
+		t.Fatalf("Parked counts %d (%v) after every retry", n, err)
 	}
 	if put != total/10 || failedRows(ctx, l) != 0 {
 		t.Fatalf("retried %d of %d; failed index holds %d", put, total/10, failedRows(ctx, l))

@@ -134,3 +134,22 @@ func (l *Ledger) Owed(ctx context.Context, now time.Time) (total, due int64, err
 	}
 	return total, due, nil
 }
+
+// Parked counts the rows parked in state failed (the failed index of every bucket).
+func (l *Ledger) Parked(ctx context.Context) (int64, error) {
+	cmds := make([]*redis.IntCmd, len(l.tags))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range l.tags {
+			cmds[i] = p.ZCard(ctx, l.failedIndexKey(tag))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count parked rows: %w", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
