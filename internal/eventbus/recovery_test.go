@@ -85,8 +85,11 @@ func TestBusRedisRestart(t *testing.T) {
 	eventually(t, "first entry recorded", func() bool { return h.recorded() == 1 })
 
 	busServer.Stop()
-	// Long enough to outlast go-redis's own retries of the command in flight.
-	time.Sleep(2 * time.Second)
+	// Until the consumer reports the outage: go-redis first retries the command in flight
+	// itself, which on a loaded machine can take longer than any fixed pause.
+	eventually(t, "outage reported", func() bool {
+		return countLines(c.log, "event bus Redis failing; retrying with backoff, unacknowledged entries stay pending") > 0
+	})
 	if c.exited() {
 		t.Fatal("Run returned while the bus Redis was down")
 	}
