@@ -40,3 +40,19 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out.String())
 	}
 }
+
+func TestSecretCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"secret"}, &out, &errb); code != 0 {
+		t.Fatalf("secret: exit %d, %q", code, errb.String())
+	}
+	for _, prefix := range []string{"BRIDGE_WEBHOOK_SECRETS=whsec_", "BRIDGE_WEBHOOK_TOKENS=", "BRIDGE_WEBHOOK_QUERY_TOKENS="} {
+		if !strings.Contains(out.String(), "\n"+prefix) {
+			t.Fatalf("secret output lacks %s:\n%s", prefix, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"secret", "--bytes=8"}, &out, &errb); code != 2 || out.Len() != 0 {
+		t.Fatalf("secret with an argument: exit %d, printed %q", code, out.String())
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/unmapped"
 )
 
 // API holds what the admin routes read and act on.
@@ -32,6 +33,9 @@ type API struct {
 	// erase deletes it; EraseDeadLetters removes the learner's event-bus dead letters.
 	QueuedJob        func(context.Context, ledger.RowKey) (string, error)
 	EraseDeadLetters func(ctx context.Context, userID int64) (int, error)
+	// Unmapped is the shared list of the course keys whose events were ignored because no rule
+	// maps them (the most ignored are shown by /v1/status); nil leaves them out.
+	Unmapped *unmapped.Store
 }
 
 // Register mounts the routes on g. Without a token the admin API is off: every route answers
@@ -83,15 +87,16 @@ type Award struct {
 	Facts       []rules.Fact `json:"facts"`
 }
 
-func toAward(r *ledger.Row) Award {
+// toAward shows a row at now. Desired is what the row's facts make it at now, held or not held:
+// the decision the reconcile acts on (rules.Desired). The ledger only stores the answer of the
+// last reconcile, which a row no reconcile has looked at yet does not have, and which lags
+// behind a newer fact or a revoke_after deadline until the next reconcile.
+func toAward(r *ledger.Row, now time.Time) Award {
 	a := Award{
-		BadgeClass: r.Key.BadgeClass, UserID: r.Key.UserID, Desired: r.Desired, State: r.State,
+		BadgeClass: r.Key.BadgeClass, UserID: r.Key.UserID, Desired: desiredName(r.Facts, now), State: r.State,
 		Reason: r.Reason, EntityID: r.EntityID, OpenBadgeID: r.OpenBadgeID, Emails: r.Emails,
 		Generation: r.Generation, Retries: r.Retries, Version: r.Version,
 		UpdatedAt: r.UpdatedAt.UTC(), Facts: r.Facts,
-	}
-	if a.Desired == "" {
-		a.Desired = "unknown"
 	}
 	if !r.NextCheck.IsZero() {
 		t := r.NextCheck.UTC()
@@ -101,6 +106,19 @@ func toAward(r *ledger.Row) Award {
 		a.Emails = []string{}
 	}
 	return a
+}
+
+// Desired states as the admin API shows them (and the reconcile stores them).
+const (
+	desiredHeld    = "held"
+	desiredNotHeld = "not held"
+)
+
+func desiredName(facts []rules.Fact, now time.Time) string {
+	if held, _ := rules.Desired(facts, rules.Micros(now)); held {
+		return desiredHeld
+	}
+	return desiredNotHeld
 }
 
 func (a *API) awards(c echo.Context) error {
@@ -143,8 +161,9 @@ func (a *API) page(c echo.Context, f ledger.Filter, name string) error {
 		return message(c, http.StatusServiceUnavailable, "ledger unavailable: "+err.Error())
 	}
 	out := make([]Award, 0, len(p.Rows))
+	now := time.Now()
 	for _, r := range p.Rows {
-		out = append(out, toAward(r))
+		out = append(out, toAward(r, now))
 	}
 	msg := strconv.Itoa(len(out)) + " row(s)"
 	if p.Next != "" {

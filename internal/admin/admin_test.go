@@ -86,3 +86,37 @@ func TestAwardsFilters(t *testing.T) {
 		t.Fatalf("unknown event: %d %v", rec.Code, m)
 	}
 }
+
+// A row no reconcile has looked at yet shows the desired state its facts make it (the README lists
+// only held and not held), never "unknown"; a revocation shows at once as not held.
+func TestAwardsDesiredBeforeAnyReconcile(t *testing.T) {
+	e, l := setup(t, token)
+	ctx := context.Background()
+	change := func(sig edx.Signal, at int64) rules.Change {
+		return rules.Change{
+			Course: "course-v1:O+C+R", Kind: edx.KindCertificate, Signal: sig, At: at,
+			Updates: []rules.Update{{BadgeClass: "Class", Rule: "r", Signal: sig, At: at, Event: edx.KindCertificate, Revoke: true}},
+		}
+	}
+	desired := func() string {
+		t.Helper()
+		rec, m := call(e, "/v1/awards?user_id=7", token)
+		rows, _ := m["awards"].([]any)
+		if rec.Code != 200 || len(rows) != 1 {
+			t.Fatalf("awards: %d %s", rec.Code, rec.Body)
+		}
+		return rows[0].(map[string]any)["desired"].(string)
+	}
+	if _, err := l.Apply(ctx, ledger.Learner{UserID: 7, Email: "seven@example.org", EmailAt: 1}, change(edx.SignalSupports, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := desired(); got != "held" {
+		t.Fatalf("desired = %q before any reconcile, want held", got)
+	}
+	if _, err := l.Apply(ctx, ledger.Learner{UserID: 7, Email: "seven@example.org", EmailAt: 2}, change(edx.SignalRevokes, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := desired(); got != "not held" {
+		t.Fatalf("desired = %q after a revocation, want not held", got)
+	}
+}

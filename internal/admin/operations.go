@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -187,6 +188,35 @@ func (a *API) eraseLearner(c echo.Context) error {
 	})
 }
 
+// queueInfo reads the reconcile queue's sizes. A queue nobody has used yet (a fresh install) is
+// an empty one: asynq's GetQueueInfo reports it with an internal NOT_FOUND error that
+// asynq.ErrQueueNotFound does not match, so the list of queues asynq knows decides. When the
+// queue came into use between the two calls, it is read once more.
+func (a *API) queueInfo() (*asynq.QueueInfo, error) {
+	for attempt := 0; ; attempt++ {
+		q, err := a.Inspector.GetQueueInfo(a.Queue)
+		switch {
+		case err == nil:
+			return q, nil
+		case errors.Is(err, asynq.ErrQueueNotFound):
+			return &asynq.QueueInfo{}, nil
+		}
+		known, lerr := a.Inspector.Queues()
+		if lerr != nil {
+			return nil, err
+		}
+		if !slices.Contains(known, a.Queue) {
+			return &asynq.QueueInfo{}, nil
+		}
+		if attempt > 0 {
+			return nil, err
+		}
+	}
+}
+
+// ignoredShown is how many of the most ignored course keys /v1/status shows.
+const ignoredShown = 10
+
 func (a *API) status(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
@@ -197,28 +227,11 @@ func (a *API) status(c echo.Context) error {
 	}
 	out["owed_rows"], out["owed_due"] = total, due
 	if a.Inspector != nil {
-		q, err := a.Inspector.GetQueueInfo(a.Queue)
-		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-			// GetQueueInfo reports a queue nobody has used yet (a fresh install) with an internal
-			// error that ErrQueueNotFound does not match; the list of known queues tells.
-			known, lerr := a.Inspector.Queues()
-			used := false
-			for _, k := range known {
-				used = used || k == a.Queue
-			}
-			if lerr == nil && !used {
-				err = asynq.ErrQueueNotFound
-			}
-		}
-		switch {
-		case errors.Is(err, asynq.ErrQueueNotFound):
-			q = &asynq.QueueInfo{} // an unused queue is an empty one
-			fallthrough
-		case err == nil:
+		if q, err := a.queueInfo(); err != nil {
+			out["queue_error"] = err.Error()
+		} else {
 			out["queue"] = map[string]int{"pending": q.Pending, "active": q.Active, "scheduled": q.Scheduled,
 				"retry": q.Retry, "archived": q.Archived, "completed": q.Completed}
-		default:
-			out["queue_error"] = err.Error()
 		}
 	}
 	login := map[string]any{"blocked": false}
@@ -234,6 +247,14 @@ func (a *API) status(c echo.Context) error {
 		login["state"] = "unknown: BRIDGE_BADGR_URL not set in this process"
 	}
 	out["host_login"] = login
+	if a.Unmapped != nil {
+		top, tracked, err := a.Unmapped.Top(ctx, ignoredShown)
+		if err != nil {
+			out["ignored_courses_error"] = err.Error()
+		} else {
+			out["ignored_courses"] = map[string]any{"tracked": tracked, "top": top}
+		}
+	}
 	if a.BusStatus != nil {
 		st, err := a.BusStatus(ctx)
 		if err != nil {

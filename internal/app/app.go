@@ -28,6 +28,7 @@ import (
 	"github.com/badgebridge/bridge/internal/queue"
 	"github.com/badgebridge/bridge/internal/reconcile"
 	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/unmapped"
 	"github.com/badgebridge/bridge/internal/webhook"
 )
 
@@ -119,7 +120,7 @@ func (a *App) Run(ctx context.Context) error {
 
 	if web || bus {
 		p.intake = &intake.Intake{Ledger: p.ledger, Mapping: m, Enqueuer: enq, Log: a.log, Metrics: intake.NewMetrics(p.registry),
-			RecordAll: cfg.LearnerRecord == "all"}
+			RecordAll: cfg.LearnerRecord == "all", Unmapped: a.startUnmapped(bgctx, p)}
 		if p.gate != nil {
 			p.intake.Durable = p.gate
 		}
@@ -153,6 +154,8 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// Owed and parked rows and the login block, read at scrape time (every role has a ledger).
+	p.registry.MustRegister(newStateGauges(p.ledger, p.host))
 	if work {
 		rec := &reconcile.Reconciler{
 			Ledger: p.ledger, Host: p.host, Scheduler: enq, Log: a.log, Settle: cfg.Settle,
@@ -167,6 +170,22 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	return a.serve(ctx, p, web, dev, &devInfo)
+}
+
+// startUnmapped starts the tracker of course keys ignored because no rule maps them: hourly
+// warnings, and counts written to the list every replica shares (GET /v1/status). It stops, with
+// a last write, before the Redis client closes.
+func (a *App) startUnmapped(ctx context.Context, p *parts) *unmapped.Tracker {
+	t := unmapped.New(unmapped.Options{Log: a.log, Store: unmapped.NewStore(p.rdb, keyPrefix)})
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.Run(tctx)
+	}()
+	// Closers run last first: this one was added after the Redis client's.
+	p.closers = append(p.closers, func() { stop(); <-done })
+	return t
 }
 
 // jobTimeout is asynq's run limit of a reconcile job: above the lease, so that the lease, which
@@ -247,6 +266,9 @@ func (a *App) loadMapping(dev bool) (*rules.Mapping, error) {
 		}
 		if len(m.Rules) == 0 {
 			a.log.Warn("the mapping file maps no badge: every event will be ignored", "file", a.cfg.MappingFile)
+		}
+		for _, w := range m.WarningLines() {
+			a.log.Warn("mapping file: "+w, "file", a.cfg.MappingFile)
 		}
 		return m, nil
 	}

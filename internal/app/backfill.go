@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -15,41 +17,114 @@ import (
 	"github.com/badgebridge/bridge/internal/reconcile"
 	"github.com/badgebridge/bridge/internal/reevaluate"
 	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/unmapped"
 )
 
 // Backfill feeds a file of historical certificates through the live intake (`bridge backfill`).
 // Without apply it only prints what it would do and touches nothing. progress is drawn on only
 // when it is a terminal.
 func (a *App) Backfill(ctx context.Context, file string, apply bool, out, progress io.Writer) (backfill.Summary, error) {
+	res, err := a.BackfillWith(ctx, file, BackfillOptions{Apply: apply, Out: out, Progress: progress})
+	return res.Summary, err
+}
+
+// BackfillOptions are the flags of `bridge backfill`.
+type BackfillOptions struct {
+	Apply bool // --yes
+	// Wait follows the queued rows until each is settled (--wait), at most Timeout (--timeout;
+	// 0: no limit). It needs Apply.
+	Wait    bool
+	Timeout time.Duration
+	// Out receives the report; Progress the progress bars, drawn only when it is a terminal.
+	Out, Progress io.Writer
+}
+
+// BackfillResult is what a backfill did and, with Wait, what became of the rows it queued.
+type BackfillResult struct {
+	Summary backfill.Summary
+	Settled *backfill.Settled // nil without Wait, or when the file could not be recorded
+}
+
+// BackfillWith runs `bridge backfill` with its flags.
+func (a *App) BackfillWith(ctx context.Context, file string, bo BackfillOptions) (BackfillResult, error) {
+	var res BackfillResult
 	cfg := a.cfg
+	if bo.Wait && !bo.Apply {
+		return res, errors.New("--wait follows what --yes records: give both")
+	}
 	if err := cfg.RequireQueue(); err != nil {
-		return backfill.Summary{}, err
+		return res, err
 	}
 	if err := cfg.RequireBadgeHost(); err != nil {
-		return backfill.Summary{}, err
+		return res, err
 	}
 	m, err := a.loadMapping(false)
 	if err != nil {
-		return backfill.Summary{}, err
+		return res, err
 	}
 	f, err := os.Open(file)
 	if err != nil {
-		return backfill.Summary{}, fmt.Errorf("backfill: %w", err)
+		return res, fmt.Errorf("backfill: %w", err)
 	}
 	defer f.Close()
-	o := backfill.Options{Apply: apply, Mapping: m, Out: out}
-	if isTerminal(progress) {
-		o.Progress = progress
+	o := backfill.Options{Apply: bo.Apply, Mapping: m, Out: bo.Out}
+	if isTerminal(bo.Progress) {
+		o.Progress = bo.Progress
 	}
-	if apply {
-		in, closeRedis, err := a.offlineIntake(ctx, m)
-		if err != nil {
-			return backfill.Summary{}, err
+	if !bo.Apply {
+		res.Summary, err = backfill.Run(ctx, f, file, o)
+		return res, err
+	}
+	in, closeRedis, err := a.offlineIntake(ctx, m)
+	if err != nil {
+		return res, err
+	}
+	defer closeRedis()
+	o.Handler = in
+	var rows []ledger.RowKey
+	seen := map[string]bool{}
+	if bo.Wait {
+		o.Queued = func(keys []string) {
+			for _, s := range keys {
+				k, err := ledger.ParseRowKey(s)
+				if err == nil && !seen[s] {
+					seen[s] = true
+					rows = append(rows, k)
+				}
+			}
 		}
-		defer closeRedis()
-		o.Handler = in
 	}
-	return backfill.Run(ctx, f, file, o)
+	res.Summary, err = backfill.Run(ctx, f, file, o)
+	if err != nil || !bo.Wait {
+		return res, err
+	}
+	out := bo.Out
+	if out == nil {
+		out = io.Discard
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(out, "nothing was queued: nothing to wait for")
+		res.Settled = &backfill.Settled{}
+		return res, nil
+	}
+	fmt.Fprintf(out, "waiting for the workers (bridge work or bridge run) to settle %d row(s)%s; Ctrl-C stops waiting, not the awarding\n",
+		len(rows), a.expectedBulkTime(len(rows)))
+	settled, err := backfill.Wait(ctx, backfill.WaitOptions{Ledger: in.Ledger, Rows: rows, Timeout: bo.Timeout, Out: bo.Out, Progress: o.Progress})
+	res.Settled = &settled
+	return res, err
+}
+
+// expectedBulkTime says how long the host's rate limit makes awarding n backfilled rows take at
+// least: they go out in batch awards of 100 (bulk mode), plus the class listings, at
+// BRIDGE_BADGR_RATE_LIMIT requests a second (docs/SCALING.md).
+func (a *App) expectedBulkTime(n int) string {
+	r := a.cfg.BadgrRateLimit
+	if n == 0 || r <= 0 {
+		return ""
+	}
+	batches := (n + reconcile.BatchSize - 1) / reconcile.BatchSize
+	d := time.Duration(float64(batches) / float64(r) * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf(" (at %d requests/s: at least %s for %d batch award(s), plus the class listings)", r, max(d, time.Second), batches)
 }
 
 // offlineIntake is the live intake for a command that feeds it from outside a serving process
@@ -74,8 +149,22 @@ func (a *App) offlineIntake(ctx context.Context, m *rules.Mapping) (*intake.Inta
 		RecordAll: cfg.LearnerRecord == "all",
 		// The same waits as the service: a learner reported done has its writes durable.
 		Durable: durableGate(ctx, cfg, rdb, a.log),
+		// Unmapped course keys go to the list the services share (GET /v1/status). No hourly
+		// warnings here: the run's own report counts its ignored lines (the dry run names
+		// them), and log lines would cut through the progress bar.
+		Unmapped: unmapped.New(unmapped.Options{Store: unmapped.NewStore(rdb, keyPrefix)}),
 	}
-	return in, func() { _ = rdb.Close() }, nil
+	tctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Unmapped.Run(tctx) // writes once more when stopped
+	}()
+	return in, func() {
+		stop()
+		<-done
+		_ = rdb.Close()
+	}, nil
 }
 
 // Reevaluate applies the current mapping (or one rule of it) to every learner the bridge has a

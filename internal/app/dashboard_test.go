@@ -666,6 +666,8 @@ func TestScanPromQL(t *testing.T) {
 		{`histogram_quantile(0.99, sum by (le) (rate(h_bucket{a='x\'y'}[5m:1m]))) > 1e3`,
 			map[string][]string{"h_bucket": {"a"}}, []string{"le"}},
 		{`max(bridge_eventbus_lag) > bool 0.5`, map[string][]string{"bridge_eventbus_lag": nil}, nil},
+		{"deriv(max by (namespace) (bridge_owed_rows)[30m:1m]) > 0\nand\nmax by (namespace) (quantile_over_time(0.5, bridge_owed_due_rows{a=\"b\"}[10m])) > 10",
+			map[string][]string{"bridge_owed_rows": nil, "bridge_owed_due_rows": {"a"}}, []string{"namespace", "namespace"}},
 	} {
 		r, err := scanPromQL(tc.expr)
 		if err != nil {

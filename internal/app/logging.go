@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 )
 
@@ -22,11 +23,44 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	default:
 		lv = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationText}
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationText writes a time.Duration as Go writes it ("24h0m0s", "1.5s"): slog's JSON handler
+// would write its nanoseconds as a bare number (86400000000000), which reads as anything but a
+// day. Call sites that want a number put the unit in the key instead (duration_ms).
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// One-shot commands: their own log level (LogLevelFor).
+const (
+	CmdBackfill   = "backfill"
+	CmdReevaluate = "reevaluate"
+)
+
+// lookupEnv is os.LookupEnv; tests replace it.
+var lookupEnv = os.LookupEnv
+
+// LogLevelFor is the log level of command. A one-shot command (backfill, reevaluate) whose stderr
+// is a terminal logs warnings and errors only: the operator watches its progress bar and report,
+// not one JSON line per row. Redirected to a file or a pipe (a CI job, a log collector), and for
+// the services, it logs at the configured level; BRIDGE_LOG_LEVEL, when set, always wins.
+func LogLevelFor(command, configured string, stderr io.Writer) string {
+	if command != CmdBackfill && command != CmdReevaluate {
+		return configured
+	}
+	if _, set := lookupEnv("BRIDGE_LOG_LEVEL"); set || !isTerminal(stderr) {
+		return configured
+	}
+	return "warn"
 }
 
 // RedisLogger sends go-redis's internal messages (reconnects, pool errors) to slog, so that no

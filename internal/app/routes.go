@@ -12,6 +12,7 @@ import (
 	"github.com/badgebridge/bridge/internal/admin"
 	"github.com/badgebridge/bridge/internal/eventbus"
 	"github.com/badgebridge/bridge/internal/queue"
+	"github.com/badgebridge/bridge/internal/unmapped"
 )
 
 func (a *App) newEcho() *echo.Echo {
@@ -54,7 +55,7 @@ func (a *App) adminRoutes(p *parts, web bool) http.Handler {
 		api := &admin.API{
 			Ledger: p.ledger, Token: a.cfg.AdminToken, Mapping: p.mapping, Enqueue: p.enqueuer.Enqueue,
 			Inspector: asynq.NewInspectorFromRedisClient(p.rdb), Queue: queue.Queue,
-			QueuedJob: p.ledger.QueuedJob,
+			QueuedJob: p.ledger.QueuedJob, Unmapped: unmapped.NewStore(p.rdb, keyPrefix),
 			EraseDeadLetters: func(ctx context.Context, uid int64) (int, error) {
 				// Dead letters are in the bridge's own Redis, under the configured streams.
 				return eventbus.EraseDeadLetters(ctx, p.rdb, a.cfg.EventBusStreams, uid)

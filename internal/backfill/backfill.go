@@ -49,6 +49,9 @@ type Options struct {
 	// Progress receives a one-line progress bar (stderr). The caller passes it only when it is
 	// a terminal: the bar is redrawn in place with carriage returns, which garbles a log file.
 	Progress io.Writer
+	// Queued, when set, is given the rows each accepted event queued a reconcile for
+	// (intake.Result.Jobs, "<badge class>:<user id>"), for `bridge backfill --wait` (Wait).
+	Queued func(rows []string)
 	// Now is the clock; nil means time.Now. It stands in for a missing event time in JSON
 	// Lines (as the receive time does for a live webhook) and bounds CSV issue dates.
 	Now func() time.Time
@@ -185,6 +188,9 @@ func (rn *runner) apply(ctx context.Context, line int, ev edx.Event) error {
 	switch res.Status {
 	case intake.StatusAccepted:
 		rn.sum.Accepted++
+		if rn.o.Queued != nil && len(res.Jobs) > 0 {
+			rn.o.Queued(res.Jobs)
+		}
 	case intake.StatusUnchanged:
 		rn.sum.Unchanged++
 	case intake.StatusDuplicate:

@@ -211,7 +211,7 @@ func (c *Client) do(ctx context.Context, r apiRequest) (*apiResponse, error) {
 				he.RetryAfter = defaultPause
 			}
 			c.pause(ctx, he.RetryAfter)
-			c.log.Warn("badgr: the host answered 429; pausing every replica", "op", r.op, "retry_after", he.RetryAfter)
+			c.log.Warn("badgr: the host answered 429; pausing every replica", "op", r.op, "retry_after", he.RetryAfter.String())
 			return nil, he
 		}
 		return resp, nil
@@ -264,7 +264,7 @@ func (c *Client) send(ctx context.Context, r apiRequest, body []byte, access str
 	if err != nil {
 		return nil, c.transportError(ctx, rctx, r.op, err)
 	}
-	c.log.Debug("badgr: request", "op", r.op, "method", r.method, "status", resp.StatusCode, "duration", time.Since(start))
+	c.log.Debug("badgr: request", "op", r.op, "method", r.method, "status", resp.StatusCode, "duration_ms", time.Since(start).Milliseconds())
 	out := &apiResponse{status: resp.StatusCode, header: resp.Header, contentType: resp.Header.Get("Content-Type"), body: raw}
 	// Badgr answers application/ld+json or application/json; error pages may be anything, so
 	// try the envelope whatever the type and keep it only when it has the envelope's shape.

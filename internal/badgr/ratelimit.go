@@ -128,7 +128,7 @@ func (c *Client) wait(ctx context.Context, op string) error {
 				return &HostError{Op: op, Status: 429, RetryAfter: d,
 					Message: "too many requests: the host asked every replica to pause"}
 			}
-			c.log.Debug("badgr: waiting for the shared pause", "op", op, "wait", d)
+			c.log.Debug("badgr: waiting for the shared pause", "op", op, "wait", d.String())
 			if err := sleep(ctx, d); err != nil {
 				return fmt.Errorf("badgr %s: waiting for the shared pause: %w", op, err)
 			}

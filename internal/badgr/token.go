@@ -277,7 +277,7 @@ func (c *Client) tokenRequest(ctx context.Context, grantType string, fetch func(
 	}
 	start := time.Now()
 	tok, err := fetch(context.WithValue(rctx, oauth2.HTTPClient, hc))
-	c.log.Debug("badgr: token request", "grant", grantType, "status", status, "duration", time.Since(start))
+	c.log.Debug("badgr: token request", "grant", grantType, "status", status, "duration_ms", time.Since(start).Milliseconds())
 
 	var re *oauth2.RetrieveError
 	switch {
@@ -288,7 +288,7 @@ func (c *Client) tokenRequest(ctx context.Context, grantType string, fetch func(
 		} else if !tok.Expiry.IsZero() {
 			expiresAt = tok.Expiry
 		}
-		c.log.Info("badgr: obtained an access token", "grant", grantType, "expires_in", expiresAt.Sub(start).Round(time.Second))
+		c.log.Info("badgr: obtained an access token", "grant", grantType, "expires_in", expiresAt.Sub(start).Round(time.Second).String())
 		return &storedToken{
 			Access:    tok.AccessToken,
 			Refresh:   tok.RefreshToken, // rotated: the old one no longer works

@@ -1,8 +1,10 @@
 package badgr
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -316,5 +318,36 @@ func TestTokenUnderTheOldKeyIsKept(t *testing.T) {
 	}
 	if _, err := e.rdb.Get(ctxT(t), "bb:{badgr}:token").Bytes(); err != nil {
 		t.Errorf("the renewed token is not under the new key: %v", err)
+	}
+}
+
+// Durations in the client's log lines read as durations even with a plain JSON handler (issue
+// 12: the token lifetime showed as 86400000000000 nanoseconds).
+func TestTokenLifetimeLoggedAsDuration(t *testing.T) {
+	e := newEnv(t)
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := New(Config{BaseURL: e.srv.URL + "/", Username: testUser, Password: testPassword, Timeout: 5 * time.Second}, e.rdb, log)
+	if err := c.Login(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	var got, req map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		switch m["msg"] {
+		case "badgr: obtained an access token":
+			got = m
+		case "badgr: token request":
+			req = m
+		}
+	}
+	if got == nil || got["expires_in"] != "24h0m0s" {
+		t.Fatalf("token line: %v\n%s", got, buf.String())
+	}
+	if _, ok := req["duration_ms"].(float64); req == nil || !ok || req["duration"] != nil {
+		t.Fatalf("token request line: %v", req)
 	}
 }

@@ -136,7 +136,7 @@ func (b *Bench) runBackfill(ctx context.Context) (backfillResult, error) {
 		out.Err = fmt.Errorf("backfill of %d learners accepted %d (invalid %d, duplicate %d, unchanged %d, ignored %d)",
 			n, out.Summary.Accepted, out.Summary.Invalid, out.Summary.Duplicate, out.Summary.Unchanged, out.Summary.Ignored)
 	}
-	b.log.Info("backfill intake", "learners", n, "accepted", out.Summary.Accepted, "took", out.Intake.Round(time.Millisecond))
+	b.log.Info("backfill intake", "learners", n, "accepted", out.Summary.Accepted, "took", out.Intake.Round(time.Millisecond).String())
 
 	if out.Err == nil {
 		out.Awarded, out.Err = b.waitBackfill(wctx, host, n)
@@ -163,7 +163,7 @@ func (b *Bench) runBackfill(ctx context.Context) (backfillResult, error) {
 	if out.BridgeRSS, err = br.stop(); err != nil {
 		b.log.Warn("stop bridge", "err", err)
 	}
-	b.log.Info("backfill", "learners", n, "awarded", out.Awarded, "total", out.Total.Round(time.Millisecond),
+	b.log.Info("backfill", "learners", n, "awarded", out.Awarded, "total", out.Total.Round(time.Millisecond).String(),
 		"requests", out.Requests, "counts", out.Counts, "bridge_peak_rss_mib", out.BridgeRSS>>20)
 	return out, out.Err
 }

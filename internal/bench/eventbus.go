@@ -77,7 +77,7 @@ func (b *Bench) runEventBus(ctx context.Context) (busResult, error) {
 	if err := br.stop(); err != nil {
 		b.log.Warn("stop bridge", "err", err)
 	}
-	b.log.Info("eventbus", "bridge", out.Bridge, "raw", out.Raw)
+	b.log.Info("eventbus", "bridge", out.Bridge.String(), "raw", out.Raw.String())
 	return out, nil
 }
 

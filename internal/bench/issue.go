@@ -127,7 +127,7 @@ func (b *Bench) runIssuance(ctx context.Context, name string, n, rate int) (issu
 	if out.Families, err = keyFamilies(ctx, own); err != nil {
 		return out, err
 	}
-	b.log.Info("issuance", "name", name, "awarded", out.Awarded, "elapsed", out.Elapsed, "requests", out.Requests)
+	b.log.Info("issuance", "name", name, "awarded", out.Awarded, "elapsed", out.Elapsed.String(), "requests", out.Requests)
 	return out, nil
 }
 

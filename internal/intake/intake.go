@@ -17,6 +17,7 @@ import (
 	"github.com/badgebridge/bridge/internal/edx"
 	"github.com/badgebridge/bridge/internal/ledger"
 	"github.com/badgebridge/bridge/internal/rules"
+	"github.com/badgebridge/bridge/internal/unmapped"
 )
 
 // Intake statuses (contract 4.1).
@@ -30,12 +31,31 @@ const (
 	StatusConflict = "conflict"
 )
 
+// Why an event was ignored: the reason label of bridge_events_ignored_total. A fixed set, so the
+// label never carries a course key or free text.
+const (
+	// IgnoredNoRule: no rule maps the event's course (and, for a revocation or a failing
+	// status, the ledger holds nothing to take back for it). A course some rule maps is never
+	// ignored for its mode: its outcome goes to the learner record (BRIDGE_LEARNER_RECORD).
+	IgnoredNoRule = "no_rule"
+	// IgnoredStatusNotMapped: a certificate status that neither awards nor revokes (requesting,
+	// error, …).
+	IgnoredStatusNotMapped = "status_not_mapped"
+	// IgnoredErasedLearner: an event about an erased learner, no newer than the erasure.
+	IgnoredErasedLearner = "erased_learner"
+)
+
+// IgnoredReasons are every value of the reason label.
+var IgnoredReasons = []string{IgnoredNoRule, IgnoredStatusNotMapped, IgnoredErasedLearner}
+
 // Result is what intake did with one event.
 type Result struct {
 	Status  string   `json:"status"`
 	Message string   `json:"message"`
 	Reason  string   `json:"reason,omitempty"`
 	Jobs    []string `json:"jobs,omitempty"` // rows whose reconcile was queued
+
+	why string // for an ignored event: one of the Ignored* reasons (the metric's label)
 }
 
 // Enqueuer queues a reconcile job for a row (queue.Enqueuer).
@@ -63,6 +83,10 @@ type Intake struct {
 	// Durable, when set, is waited on before every answer that rests on Redis
 	// (BRIDGE_REDIS_MIN_REPLICAS, WAITAOF on Redis ≥ 7.2 with AOF).
 	Durable Waiter
+	// Unmapped, when set, is told the course key of every certificate or passing event ignored
+	// because no rule maps it: it warns once per course key per hour and keeps the list of the
+	// most ignored ones for GET /v1/status.
+	Unmapped *unmapped.Tracker
 }
 
 // Handle records ev and queues the reconciles it makes owed. Steps: facts, owed marks and the
@@ -138,7 +162,9 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 				return Result{}, err
 			}
 			in.log().Info("event for an erased learner refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
-			return ignored(erased.Error()), nil
+			res := ignored(IgnoredErasedLearner, erased.Error())
+			in.Metrics.ignoredEvent(res.why)
+			return res, nil
 		case err != nil:
 			return Result{}, err
 		}
@@ -161,7 +187,21 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 	}
 	in.log().Info("event handled", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID,
 		"course", ev.Course.Raw, "status", res.Status, "reason", res.Reason, "jobs", len(res.Jobs), "via", via)
+	if res.Status == StatusIgnored {
+		in.noteIgnored(ev, res.why)
+	}
 	return res, nil
+}
+
+// noteIgnored counts an ignored event by reason and tells the unmapped-course tracker about the
+// course keys no rule maps. Enrollment events are counted but not tracked: Open edX sends them
+// for every course, and they only ever count towards milestones, so an enrollment in a course no
+// milestone lists is the normal case, not a mapping mistake.
+func (in *Intake) noteIgnored(ev edx.Event, why string) {
+	in.Metrics.ignoredEvent(why)
+	if why == IgnoredNoRule && (ev.Kind == edx.KindCertificate || ev.Kind == edx.KindPassing) {
+		in.Unmapped.Ignored(ev.Course.Raw)
+	}
 }
 
 // confirm returns once the writes an answer about ev rests on are durable as configured, or an
@@ -195,14 +235,14 @@ func (in *Intake) seen(ev edx.Event, rec ledger.EventRecord, via string) Result 
 // and what to answer.
 func skipped(ev edx.Event, c rules.Change) (Result, bool) {
 	if c.Signal == edx.SignalNone && c.Outcome == nil {
-		return ignored(fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), true
+		return ignored(IgnoredStatusNotMapped, fmt.Sprintf("certificate status %q neither awards nor revokes", ev.Status)), true
 	}
 	if len(c.Updates) == 0 && c.Signal == edx.SignalSupports && c.Outcome == nil {
 		reason := fmt.Sprintf("no badge is mapped to %s", ev.Course.Raw)
 		if ev.Kind == edx.KindCertificate && ev.Mode != "" {
 			reason += " in mode " + ev.Mode
 		}
-		return ignored(reason), true
+		return ignored(IgnoredNoRule, reason), true
 	}
 	return Result{}, false
 }
@@ -229,13 +269,13 @@ func resultOf(ev edx.Event, c rules.Change, applied ledger.Applied) Result {
 	case applied.Record:
 		return Result{Status: StatusAccepted, Message: "accepted: the learner record changed; no badge changes"}
 	case len(c.Updates) == 0 && c.Outcome == nil:
-		return ignored(fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw))
+		return ignored(IgnoredNoRule, fmt.Sprintf("no badge is mapped to %s and the ledger holds nothing to revoke for it", ev.Course.Raw))
 	}
 	return Result{Status: StatusUnchanged, Message: "unchanged: the ledger already knew this (or something newer)"}
 }
 
-func ignored(reason string) Result {
-	return Result{Status: StatusIgnored, Reason: reason, Message: "ignored: " + reason}
+func ignored(why, reason string) Result {
+	return Result{Status: StatusIgnored, Reason: reason, Message: "ignored: " + reason, why: why}
 }
 
 func (in *Intake) log() *slog.Logger {
@@ -247,17 +287,32 @@ func (in *Intake) log() *slog.Logger {
 
 func (in *Intake) now() time.Time { return time.Now().UTC() }
 
-// Metrics count what intake refused; a nil *Metrics records nothing.
-type Metrics struct{ conflicts *prometheus.CounterVec }
+// Metrics count what intake refused or ignored; a nil *Metrics records nothing.
+type Metrics struct{ conflicts, ignored *prometheus.CounterVec }
 
 // NewMetrics registers the intake series on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bridge_event_id_conflicts_total",
-		Help: "Events refused because their id was already handled with different content, by source.",
-	}, []string{"via"})}
-	reg.MustRegister(m.conflicts)
+	m := &Metrics{
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_event_id_conflicts_total",
+			Help: "Events refused because their id was already handled with different content, by source.",
+		}, []string{"via"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_ignored_total",
+			Help: "Events answered ignored, by reason: no_rule, status_not_mapped, erased_learner.",
+		}, []string{"reason"}),
+	}
+	for _, r := range IgnoredReasons {
+		m.ignored.WithLabelValues(r) // every reason shows, at 0, from the start
+	}
+	reg.MustRegister(m.conflicts, m.ignored)
 	return m
+}
+
+func (m *Metrics) ignoredEvent(why string) {
+	if m != nil && why != "" {
+		m.ignored.WithLabelValues(why).Inc()
+	}
 }
 
 func (m *Metrics) conflict(via string) {

@@ -66,6 +66,27 @@ type Rule struct {
 // Mapping is a parsed, valid mapping file. The zero value (and a nil *Mapping) maps nothing.
 type Mapping struct {
 	Rules []*Rule // in file order
+	// Warnings are what is likely wrong but does not stop the start: course patterns that no
+	// valid course key can match (e.g. "course-v1:OpenedX+DemoX", without a run). Sorted by line.
+	Warnings []Problem
+	file     string // set by Load, to name the file in WarningLines
+}
+
+// WarningLines gives one "file: line N: message" line per warning (`bridge check` prints them;
+// the services log them at start).
+func (m *Mapping) WarningLines() []string {
+	if m == nil {
+		return nil
+	}
+	out := make([]string, 0, len(m.Warnings))
+	for _, w := range m.Warnings {
+		s := w.String()
+		if m.file != "" {
+			s = m.file + ": " + s
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // Load reads and parses the mapping file at path. A *ValidationError (with File set to path) is
@@ -89,6 +110,7 @@ func Load(path string) (*Mapping, error) {
 		}
 		return nil, fmt.Errorf("mapping file %s: %w", path, err)
 	}
+	m.file = path
 	return m, nil
 }
 

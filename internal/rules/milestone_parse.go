@@ -162,6 +162,7 @@ func (p *parser) group(q *Requirement, f map[string]entry, where string) {
 		q.Courses = append(q.Courses, it.value)
 		if strings.Contains(it.value, "*") {
 			allExact = false
+			p.deadPattern(where+".courses", it) // an exact key that does not parse is an error below
 			continue
 		}
 		key, err := edx.ParseCourseKey(it.value)

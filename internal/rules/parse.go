@@ -41,16 +41,53 @@ func Parse(data []byte) (*Mapping, error) {
 		sortProblems(p.problems)
 		return nil, &ValidationError{Problems: p.problems}
 	}
+	if m != nil {
+		sortProblems(p.warnings)
+		m.Warnings = p.warnings
+	}
 	return m, nil
 }
 
 type parser struct {
 	problems []Problem
+	warnings []Problem      // Mapping.Warnings
 	names    map[string]int // rule name -> line of its name key, for duplicate names
 }
 
 func (p *parser) addf(line int, format string, args ...any) {
 	p.problems = append(p.problems, Problem{Line: line, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warnf(line int, format string, args ...any) {
+	p.warnings = append(p.warnings, Problem{Line: line, Message: fmt.Sprintf(format, args...)})
+}
+
+// deadPattern warns about a course pattern that no valid course key can match (where names the
+// list): the rule or group would wait for events that never come. It is a warning, not an
+// error, so that a mapping that loaded before keeps loading.
+func (p *parser) deadPattern(where string, it item) {
+	if edx.PatternCanMatch(it.value) {
+		return
+	}
+	msg := fmt.Sprintf("%s: %s can never match a course key", where, quote(it.value))
+	if !strings.ContainsRune(it.value, edx.PatternWildcard) {
+		if _, err := edx.ParseCourseKey(it.value); err != nil {
+			// The parser's reason without its own "course key "…": " lead, which repeats the value.
+			detail := err.Error()
+			if rest, ok := strings.CutPrefix(detail, "course key "); ok {
+				if q, qerr := strconv.QuotedPrefix(rest); qerr == nil {
+					detail = strings.TrimPrefix(rest[len(q):], ": ")
+				}
+			}
+			msg += ": " + detail
+		}
+	} else {
+		msg += " (course-v1:ORG+COURSE+RUN, ccx-v1:ORG+COURSE+RUN+ccx@N or ORG/COURSE/RUN)"
+	}
+	if fix := it.value + "+*"; edx.PatternCanMatch(fix) {
+		msg += fmt.Sprintf("; did you mean %s?", quote(fix))
+	}
+	p.warnf(it.line, "%s", msg)
 }
 
 // yamlErrLine picks the line out of a yaml.v3 syntax error ("yaml: line 3: did not find …").
@@ -405,6 +442,7 @@ func (p *parser) courses(r *Rule, w map[string]entry, whenLine int) {
 			p.addf(it.line, "when.courses: %s", msg)
 			continue
 		}
+		p.deadPattern("when.courses", it)
 		r.Courses = append(r.Courses, it.value)
 	}
 }

@@ -30,6 +30,8 @@ var forbidden = map[string][]string{
 	// durable is a leaf: the intake waits through an interface, and the sources only recognise
 	// its error (durable.ErrNotConfirmed).
 	"durable": {module},
+	// unmapped is a leaf too: intake tells it course keys, admin reads its list.
+	"unmapped": {module},
 	// announce reaches rules only through ledger (which stores its facts), as queue does.
 	"announce": {module + "intake", module + "queue", module + "reconcile", module + "badgr", module + "sandbox", module + "webhook", module + "eventbus", module + "backfill", module + "admin"},
 }
