@@ -4,7 +4,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,12 +11,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,16 +64,6 @@ const mapping = `badges:
     narrative: "Completed {{.CourseKey}}"
 `
 
-// answer is one webhook request's outcome.
-type answer struct {
-	code       int    // 0: transport error
-	status     string // intake status of a 200: accepted, duplicate…
-	message    string // the bridge's reason, for the log of refusals
-	sent, done time.Time
-}
-
-func (a answer) ok() bool { return a.code == http.StatusOK }
-
 // learner is one learner's certificate event, sent once on one input. Only the goroutine that
 // delivers it touches its mutable fields until the senders are waited for.
 type learner struct {
@@ -87,12 +72,12 @@ type learner struct {
 	email  string // never printed
 	viaBus bool
 
-	sentAt  time.Time // XADD, or the first webhook request
-	busErr  error     // XADD failed
-	answers []answer  // webhook attempts, in order
+	sentAt  time.Time         // XADD, or the first webhook request
+	busErr  error             // XADD failed
+	answers []testutil.Answer // webhook attempts, in order
 }
 
-func (l *learner) answered() bool { return len(l.answers) > 0 && l.answers[len(l.answers)-1].ok() }
+func (l *learner) answered() bool { return len(l.answers) > 0 && l.answers[len(l.answers)-1].OK() }
 
 func newLearner(i int) *learner {
 	// A prime stride spreads the ids over the hash slots and over every ledger tag
@@ -126,55 +111,13 @@ func (l *learner) publish(bus *redis.Client, at time.Time) error {
 	}}).Err()
 }
 
-type sender struct {
-	url    string
-	client *http.Client
-	slots  chan struct{} // requests in flight at once
-}
-
-// deliver sends l's event as a real sender does: again after 503 or a transport error, every
-// retryEvery, until it is answered 200 or giveUp is closed.
-func (s *sender) deliver(l *learner, at time.Time, giveUp <-chan struct{}) {
+// webhook is the event as a webhook's body: the payload with the event's metadata.
+func (l *learner) webhook(at time.Time) []byte {
 	body := l.certificate()
 	body["event_metadata"] = map[string]any{"id": l.id, "event_type": edx.TypeCertificateCreated,
 		"time": at.UTC().Format(time.RFC3339Nano), "source": "openedx/lms/web"}
 	raw, _ := json.Marshal(body)
-	for {
-		s.slots <- struct{}{}
-		a := s.send(l.id, raw)
-		<-s.slots
-		l.answers = append(l.answers, a)
-		if a.ok() || (a.code != 0 && a.code != http.StatusServiceUnavailable) {
-			return
-		}
-		select {
-		case <-giveUp:
-			return
-		case <-time.After(retryEvery):
-		}
-	}
-}
-
-func (s *sender) send(id string, body []byte) answer {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, _ := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", ts)
-	req.Header.Set("webhook-signature", "v1,"+webhook.Sign([]byte(hookKey), id, ts, body))
-	a := answer{sent: time.Now()}
-	resp, err := s.client.Do(req)
-	if err == nil {
-		var out struct {
-			Status  string `json:"status"`
-			Message string `json:"message"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		a.code, a.status, a.message = resp.StatusCode, out.Status, out.Message
-	}
-	a.done = time.Now()
-	return a
+	return raw
 }
 
 // admin reads the bridge's state through its admin API rather than the ledger's keys, whose
@@ -255,9 +198,8 @@ func TestClusterFailover(t *testing.T) {
 	w2 := testutil.StartBridge(t, append(env[:len(env):len(env)], "POD_NAME=cluster-worker-2"), "work")
 	procs := []*testutil.Proc{serve, w1, w2}
 
-	s := &sender{url: "http://" + serve.HTTP + "/v1/webhooks/openedx", slots: make(chan struct{}, inflightCap),
-		client: &http.Client{Timeout: httpTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: inflightCap}}}
-	defer s.client.CloseIdleConnections()
+	s := testutil.NewWebhookSender(t, "http://"+serve.HTTP+"/v1/webhooks/openedx", testutil.SenderOptions{
+		Key: []byte(hookKey), Sign: webhook.Sign, InFlight: inflightCap, Timeout: httpTimeout, RetryEvery: retryEvery})
 	adm := admin{base: "http://" + serve.Admin, client: &http.Client{Timeout: 10 * time.Second}}
 
 	ls := make([]*learner, learners)
@@ -268,40 +210,23 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	// The stream: a new event every 1/rate seconds, alternately on each input; each webhook is
-	// delivered by its own goroutine, so that slow answers and resends during the failover do
-	// not slow the stream.
-	var wg sync.WaitGroup
-	third, streamDone, giveUp := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	stop := make(chan struct{})
-	stopStream, endResends := sync.OnceFunc(func() { close(stop) }), sync.OnceFunc(func() { close(giveUp) })
-	defer endResends() // a failed step leaves no sender running
-	defer stopStream()
+	// delivered (and resent) by its own goroutine. It ends with the last learner.
+	third := make(chan struct{})
+	st := testutil.NewStream(rate)
 	start := time.Now()
-	go func() {
-		defer close(streamDone)
-		tick := time.NewTicker(time.Second / rate)
-		defer tick.Stop()
-		for i, l := range ls {
-			select {
-			case <-stop:
-				return
-			case now := <-tick.C:
-				l.sentAt = now
-				if l.viaBus {
-					l.busErr = l.publish(bus, now)
-				} else {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						s.deliver(l, now, giveUp)
-					}()
-				}
-			}
-			if i+1 == learners/3 {
-				close(third)
-			}
+	st.Start(t, func(i int, now time.Time) bool {
+		l := ls[i]
+		l.sentAt = now
+		if l.viaBus {
+			l.busErr = l.publish(bus, now)
+		} else {
+			st.Deliver(func(giveUp <-chan struct{}) { l.answers = s.Deliver(l.id, l.webhook(now), giveUp) })
 		}
-	}()
+		if i+1 == learners/3 {
+			close(third)
+		}
+		return i+1 < len(ls)
+	})
 
 	<-third
 	victim := cl.PrimaryOf(t, probe)
@@ -314,16 +239,15 @@ func TestClusterFailover(t *testing.T) {
 	failover := time.Since(failoverAt)
 	t.Logf("%5.1fs %s's replica took over; cluster settled after %s",
 		time.Since(start).Seconds(), victim, failover.Round(10*time.Millisecond))
-	<-streamDone
+	<-st.Done()
 	streamEnd := time.Now()
 	// Resends go on, bounded: whatever is not answered 200 by then is reported.
-	time.AfterFunc(resendFor, endResends)
-	wg.Wait()
+	st.Drain(resendFor)
 	lastAnswer := time.Now()
 
 	var ok200, first503, n503, nErr, resends, other, neverOK, busErrs int
 	refusals := map[string]int{} // 503 reasons: which step of the bridge the failover reached
-	var first503At, last503At time.Time
+	var refused testutil.Span    // the 503 answers
 	for _, l := range ls {
 		if l.viaBus {
 			if l.busErr != nil {
@@ -333,27 +257,22 @@ func TestClusterFailover(t *testing.T) {
 			continue
 		}
 		resends += len(l.answers) - 1
-		if l.answers[0].code == http.StatusServiceUnavailable {
+		if l.answers[0].Code == http.StatusServiceUnavailable {
 			first503++
 		}
 		for _, a := range l.answers {
 			switch {
-			case a.ok():
+			case a.OK():
 				ok200++
-			case a.code == http.StatusServiceUnavailable:
+			case a.Code == http.StatusServiceUnavailable:
 				n503++
-				refusals[a.message]++
-				if first503At.IsZero() || a.done.Before(first503At) {
-					first503At = a.done
-				}
-				if a.done.After(last503At) {
-					last503At = a.done
-				}
-			case a.code == 0:
+				refusals[a.Message]++
+				refused.Add(a.Done)
+			case a.Code == 0:
 				nErr++
 			default:
 				other++
-				t.Errorf("learner %d: webhook answered %d", l.uid, a.code)
+				t.Errorf("learner %d: webhook answered %d", l.uid, a.Code)
 			}
 		}
 		if !l.answered() {
@@ -410,10 +329,7 @@ func TestClusterFailover(t *testing.T) {
 	if !awardedAt.IsZero() {
 		converge = awardedAt.Sub(streamEnd).Round(10 * time.Millisecond).String()
 	}
-	window := "none"
-	if !first503At.IsZero() {
-		window = fmt.Sprintf("%+.1fs to %+.1fs", first503At.Sub(failoverAt).Seconds(), last503At.Sub(failoverAt).Seconds())
-	}
+	window := refused.From(failoverAt)
 	unacked := "0"
 	if !busOK {
 		unacked = "some"
@@ -434,28 +350,15 @@ the last webhook was answered %s after the stream ended
 		failover.Round(10*time.Millisecond), window,
 		tl.once, tl.missing, tl.duplicated, tl.revoked, lost, owed, unacked, converge,
 		lastAnswer.Sub(streamEnd).Round(10*time.Millisecond))
-	fmt.Print(report)
-	t.Log(report)
+	testutil.PublishReport(t, "CLUSTER_REPORT", report)
 	t.Log("webhook answers and awards per second from the failover:\n" + timeline(ls, sb, failoverAt))
 	for msg, n := range refusals {
 		t.Logf("%d × 503 %q", n, msg)
 	}
 	for _, p := range procs {
-		t.Logf("bridge %v log messages (level warn and above):\n%s", p.Args, logSummary(p.Stderr.String()))
+		t.Logf("bridge %v log messages (level warn and above):\n%s", p.Args, testutil.LogSummary(p.Stderr.String()))
 	}
-	// go test hides a passing package's output: CI asks for the table in a file to print it.
-	if file := os.Getenv("CLUSTER_REPORT"); file != "" {
-		if err := os.WriteFile(file, []byte(report), 0o644); err != nil {
-			t.Errorf("write cluster report: %v", err)
-		}
-	}
-	for i, p := range tl.problems {
-		if i == 30 {
-			t.Logf("… and %d more", len(tl.problems)-30)
-			break
-		}
-		t.Log(p)
-	}
+	testutil.LogProblems(t, tl.problems)
 	if neverOK > 0 {
 		t.Errorf("%d webhooks never answered 200 within %s of the stream's end", neverOK, resendFor)
 	}
@@ -556,72 +459,18 @@ func countKeys(addr, pattern string) int {
 // timeline: per second from the failover, the webhook answers 200 / 503 / transport error
 // (resends included), the event-bus entries written, and the awards the host created.
 func timeline(ls []*learner, sb *sandbox.Host, from time.Time) string {
-	type row struct{ ok, unavailable, failed, bus, awards int }
-	rows := map[int]*row{}
-	at := func(tm time.Time) *row {
-		s := int(tm.Sub(from).Seconds())
-		if tm.Before(from) {
-			s--
-		}
-		if rows[s] == nil {
-			rows[s] = &row{}
-		}
-		return rows[s]
-	}
+	tl := testutil.NewTimeline(from, "bus entries", "awards")
 	for _, l := range ls {
 		if l.viaBus {
 			if !l.sentAt.IsZero() {
-				at(l.sentAt).bus++
+				tl.Count("bus entries", l.sentAt)
 			}
 			continue
 		}
-		for _, a := range l.answers {
-			r := at(a.done)
-			switch {
-			case a.ok():
-				r.ok++
-			case a.code == http.StatusServiceUnavailable:
-				r.unavailable++
-			case a.code == 0:
-				r.failed++
-			}
-		}
+		tl.Answers(l.answers)
 	}
 	for _, a := range sb.Assertions(badgeClass) {
-		at(a.CreatedAt).awards++
+		tl.Count("awards", a.CreatedAt)
 	}
-	var secs []int
-	for s := range rows {
-		secs = append(secs, s)
-	}
-	sort.Ints(secs)
-	var b strings.Builder
-	b.WriteString("| s | 200 | 503 | error | bus entries | awards |\n")
-	for _, s := range secs {
-		r := rows[s]
-		fmt.Fprintf(&b, "| %+d | %d | %d | %d | %d | %d |\n", s, r.ok, r.unavailable, r.failed, r.bus, r.awards)
-	}
-	return b.String()
-}
-
-// logSummary counts the bridge's JSON log lines by level and message (not their fields, which
-// name learners).
-func logSummary(stderr string) string {
-	counts := map[string]int{}
-	for _, line := range strings.Split(stderr, "\n") {
-		var l struct{ Level, Msg string }
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg != "" {
-			counts[l.Level+" "+l.Msg]++
-		}
-	}
-	var keys []string
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%5d × %s\n", counts[k], k)
-	}
-	return b.String()
+	return tl.String()
 }

@@ -4,18 +4,12 @@
 package sentinel
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -63,15 +57,6 @@ const mapping = `badges:
     narrative: "Completed {{.CourseKey}}"
 `
 
-// answer is one webhook request's outcome.
-type answer struct {
-	code       int    // 0: transport error
-	status     string // intake status of a 200: accepted, duplicate…
-	sent, done time.Time
-}
-
-func (a answer) ok() bool { return a.code == http.StatusOK }
-
 // event is one learner's certificate. Only the goroutine delivering it touches it until the
 // senders are waited for.
 type event struct {
@@ -79,57 +64,11 @@ type event struct {
 	id      string
 	email   string // never printed
 	body    []byte
-	answers []answer // every attempt, in order
+	answers []testutil.Answer // every attempt, in order
 }
 
-func (e *event) first() answer { return e.answers[0] }
-func (e *event) last() answer  { return e.answers[len(e.answers)-1] }
-
-type sender struct {
-	url    string
-	client *http.Client
-	slots  chan struct{} // requests in flight at once
-}
-
-// deliver sends e as a real sender does: again after 503 or a transport error, every
-// retryEvery, until it is answered 200 or giveUp is closed.
-func (s *sender) deliver(e *event, giveUp <-chan struct{}) {
-	for {
-		s.slots <- struct{}{}
-		a := s.send(e)
-		<-s.slots
-		e.answers = append(e.answers, a)
-		if a.ok() || (a.code != 0 && a.code != http.StatusServiceUnavailable) {
-			return
-		}
-		select {
-		case <-giveUp:
-			return
-		case <-time.After(retryEvery):
-		}
-	}
-}
-
-func (s *sender) send(e *event) answer {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, _ := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(e.body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("webhook-id", e.id)
-	req.Header.Set("webhook-timestamp", ts)
-	req.Header.Set("webhook-signature", "v1,"+webhook.Sign([]byte(hookKey), e.id, ts, e.body))
-	a := answer{sent: time.Now()}
-	resp, err := s.client.Do(req)
-	if err == nil {
-		var body struct {
-			Status string `json:"status"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		a.code, a.status = resp.StatusCode, body.Status
-	}
-	a.done = time.Now()
-	return a
-}
+func (e *event) first() testutil.Answer { return e.answers[0] }
+func (e *event) last() testutil.Answer  { return e.answers[len(e.answers)-1] }
 
 func newEvent(i int, at time.Time) *event {
 	uid := int64(70000 + i)
@@ -171,39 +110,19 @@ func TestSentinelFailover(t *testing.T) {
 		"BRIDGE_WORKER_CONCURRENCY=10", "BRIDGE_LOG_LEVEL=warn",
 	}
 	bridge := testutil.StartBridge(t, env, "run")
-	s := &sender{url: "http://" + bridge.HTTP + "/v1/webhooks/openedx", slots: make(chan struct{}, inflightCap),
-		client: &http.Client{Timeout: httpTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: inflightCap}}}
-	defer s.client.CloseIdleConnections()
+	s := testutil.NewWebhookSender(t, "http://"+bridge.HTTP+"/v1/webhooks/openedx", testutil.SenderOptions{
+		Key: []byte(hookKey), Sign: webhook.Sign, InFlight: inflightCap, Timeout: httpTimeout, RetryEvery: retryEvery})
 
-	// The stream: a new learner every 1/rate seconds, each delivered by its own goroutine, so
-	// that slow answers and resends during the failover do not slow the stream.
-	var (
-		events []*event // appended by the stream only; read once it is done
-		wg     sync.WaitGroup
-	)
-	stop, streamDone, giveUp := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	stopStream, endResends := sync.OnceFunc(func() { close(stop) }), sync.OnceFunc(func() { close(giveUp) })
-	defer endResends() // a failed step leaves no sender running
-	defer stopStream()
-	go func() {
-		defer close(streamDone)
-		tick := time.NewTicker(time.Second / rate)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case now := <-tick.C:
-				e := newEvent(i, now)
-				events = append(events, e)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s.deliver(e, giveUp)
-				}()
-			}
-		}
-	}()
+	// The stream: a new learner every 1/rate seconds, each delivered (and resent) by its own
+	// goroutine, until it is stopped.
+	var events []*event // appended by the stream only; read once it is done
+	st := testutil.NewStream(rate)
+	st.Start(t, func(i int, now time.Time) bool {
+		e := newEvent(i, now)
+		events = append(events, e)
+		st.Deliver(func(giveUp <-chan struct{}) { e.answers = s.Deliver(e.id, e.body, giveUp) })
+		return true
+	})
 
 	start := time.Now()
 	time.Sleep(before)
@@ -221,12 +140,10 @@ func TestSentinelFailover(t *testing.T) {
 	t.Logf("%5.1fs old primary back as an online replica (%s after the restart began)",
 		time.Since(start).Seconds(), replicaAt.Sub(restartAt).Round(10*time.Millisecond))
 	time.Sleep(after)
-	stopStream()
-	<-streamDone
+	st.Stop()
 	streamEnd := time.Now()
 	// Resends go on, bounded: whatever is not answered 200 by then is reported.
-	time.AfterFunc(resendFor, endResends)
-	wg.Wait()
+	st.Drain(resendFor)
 	lastAnswer := time.Now()
 
 	// Wait for the awards: one unrevoked assertion per learner answered 200, nothing owed.
@@ -273,7 +190,7 @@ func TestSentinelFailover(t *testing.T) {
 	led := ledger.New(rdb, ledger.Options{})
 	lost := 0
 	for _, e := range events {
-		if !e.last().ok() {
+		if !e.last().OK() {
 			continue
 		}
 		rec, err := led.SeenEvent(context.Background(), e.uid, e.id)
@@ -288,14 +205,14 @@ func TestSentinelFailover(t *testing.T) {
 
 	// The answers.
 	var firstOK, first503, firstErr, resent, resends, other, neverOK, okWithoutReplica int
-	var first503At, last503At time.Time
+	var refused testutil.Span // the 503 answers
 	for _, e := range events {
 		switch a := e.first(); {
-		case a.ok():
+		case a.OK():
 			firstOK++
-		case a.code == http.StatusServiceUnavailable:
+		case a.Code == http.StatusServiceUnavailable:
 			first503++
-		case a.code == 0:
+		case a.Code == 0:
 			firstErr++
 		}
 		if len(e.answers) > 1 {
@@ -304,33 +221,25 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		for _, a := range e.answers {
 			switch {
-			case a.ok() && a.sent.After(killedAt) && a.done.Before(restartAt):
+			case a.OK() && a.Sent.After(killedAt) && a.Done.Before(restartAt):
 				// With MIN_REPLICAS=1 nothing can be answered 200 while the new primary has no
 				// replica: neither a new event nor the resend of one recorded there.
 				okWithoutReplica++
 				tl.problems = append(tl.problems, fmt.Sprintf("learner %d: answered 200 (%s) %+.2fs after the kill, while no replica could acknowledge it",
-					e.uid, a.status, a.done.Sub(killedAt).Seconds()))
-			case a.code == http.StatusServiceUnavailable:
-				if first503At.IsZero() || a.done.Before(first503At) {
-					first503At = a.done
-				}
-				if a.done.After(last503At) {
-					last503At = a.done
-				}
-			case a.code != 0 && !a.ok():
+					e.uid, a.Status, a.Done.Sub(killedAt).Seconds()))
+			case a.Code == http.StatusServiceUnavailable:
+				refused.Add(a.Done)
+			case a.Code != 0 && !a.OK():
 				other++
-				tl.problems = append(tl.problems, fmt.Sprintf("learner %d: answered %d", e.uid, a.code))
+				tl.problems = append(tl.problems, fmt.Sprintf("learner %d: answered %d", e.uid, a.Code))
 			}
 		}
-		if !e.last().ok() {
+		if !e.last().OK() {
 			neverOK++
-			tl.problems = append(tl.problems, fmt.Sprintf("learner %d: never answered 200 (last %d after %d tries)", e.uid, e.last().code, len(e.answers)))
+			tl.problems = append(tl.problems, fmt.Sprintf("learner %d: never answered 200 (last %d after %d tries)", e.uid, e.last().Code, len(e.answers)))
 		}
 	}
-	window := "none"
-	if !first503At.IsZero() {
-		window = fmt.Sprintf("%+.1fs to %+.1fs", first503At.Sub(killedAt).Seconds(), last503At.Sub(killedAt).Seconds())
-	}
+	window := refused.From(killedAt)
 
 	report := fmt.Sprintf(`
 sentinel failover run: %d events at %d/s, primary SIGKILLed at %+.1fs, sentinels as %s
@@ -343,23 +252,10 @@ old primary restarted %s after the kill, an online replica %s later; the last ev
 		failover.Round(10*time.Millisecond), window,
 		restartAt.Sub(killedAt).Round(10*time.Millisecond), replicaAt.Sub(restartAt).Round(10*time.Millisecond),
 		lastAnswer.Sub(streamEnd).Round(10*time.Millisecond), converged.Sub(lastAnswer).Round(10*time.Millisecond))
-	fmt.Print(report)
-	t.Log(report)
+	testutil.PublishReport(t, "SENTINEL_REPORT", report)
 	t.Log("answers and awards per second from the kill:\n" + timeline(events, sb, killedAt))
-	t.Log("bridge log messages (level warn and above):\n" + logSummary(bridge.Stderr.String()))
-	// go test hides a passing package's output: CI asks for the table in a file to print it.
-	if file := os.Getenv("SENTINEL_REPORT"); file != "" {
-		if err := os.WriteFile(file, []byte(report), 0o644); err != nil {
-			t.Errorf("write sentinel report: %v", err)
-		}
-	}
-	for i, p := range tl.problems {
-		if i == 30 {
-			t.Logf("… and %d more", len(tl.problems)-30)
-			break
-		}
-		t.Log(p)
-	}
+	t.Log("bridge log messages (level warn and above):\n" + testutil.LogSummary(bridge.Stderr.String()))
+	testutil.LogProblems(t, tl.problems)
 	if neverOK > 0 {
 		t.Errorf("%d events never answered 200 within %s of the stream's end", neverOK, resendFor)
 	}
@@ -418,10 +314,10 @@ func count(as []badgehost.Assertion, events []*event, byEmail map[string]*event)
 		case n > 1:
 			t.duplicates++
 			t.problems = append(t.problems, fmt.Sprintf("learner %d: %d unrevoked assertions", e.uid, n))
-		case n == 0 && e.last().ok():
+		case n == 0 && e.last().OK():
 			t.missing++
 			t.problems = append(t.problems, fmt.Sprintf("learner %d: answered 200, not awarded", e.uid))
-		case n == 1 && !e.last().ok():
+		case n == 1 && !e.last().OK():
 			// Awarded although never answered 200: allowed (the write happened, the answer did
 			// not say so), but worth seeing.
 			t.problems = append(t.problems, fmt.Sprintf("learner %d: awarded without a 200", e.uid))
@@ -433,66 +329,12 @@ func count(as []badgehost.Assertion, events []*event, byEmail map[string]*event)
 // timeline: per second from the kill, the answers 200 / 503 / transport error (resends
 // included), and the awards the host created.
 func timeline(events []*event, sb *sandbox.Host, killedAt time.Time) string {
-	type row struct{ ok, unavailable, failed, awards int }
-	rows := map[int]*row{}
-	at := func(tm time.Time) *row {
-		s := int(tm.Sub(killedAt).Seconds())
-		if tm.Before(killedAt) {
-			s--
-		}
-		if rows[s] == nil {
-			rows[s] = &row{}
-		}
-		return rows[s]
-	}
+	tl := testutil.NewTimeline(killedAt, "awards")
 	for _, e := range events {
-		for _, a := range e.answers {
-			r := at(a.done)
-			switch {
-			case a.ok():
-				r.ok++
-			case a.code == http.StatusServiceUnavailable:
-				r.unavailable++
-			case a.code == 0:
-				r.failed++
-			}
-		}
+		tl.Answers(e.answers)
 	}
 	for _, a := range sb.Assertions(badgeClass) {
-		at(a.CreatedAt).awards++
+		tl.Count("awards", a.CreatedAt)
 	}
-	var secs []int
-	for s := range rows {
-		secs = append(secs, s)
-	}
-	sort.Ints(secs)
-	var b strings.Builder
-	b.WriteString("| s | 200 | 503 | error | awards |\n")
-	for _, s := range secs {
-		r := rows[s]
-		fmt.Fprintf(&b, "| %+d | %d | %d | %d | %d |\n", s, r.ok, r.unavailable, r.failed, r.awards)
-	}
-	return b.String()
-}
-
-// logSummary counts the bridge's JSON log lines by level and message (not their fields, which
-// name learners).
-func logSummary(stderr string) string {
-	counts := map[string]int{}
-	for _, line := range strings.Split(stderr, "\n") {
-		var l struct{ Level, Msg string }
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg != "" {
-			counts[l.Level+" "+l.Msg]++
-		}
-	}
-	var keys []string
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%5d × %s\n", counts[k], k)
-	}
-	return b.String()
+	return tl.String()
 }
