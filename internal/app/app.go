@@ -60,7 +60,7 @@ func New(cfg config.Config, command string, log *slog.Logger, banner io.Writer) 
 // parts is everything Run builds, so shutdown can undo it in order.
 type parts struct {
 	rdb      redis.UniversalClient
-	gate     *durable.Gate // nil with the embedded Redis: nothing to wait for
+	gate     durable.Durability // nil with the embedded Redis: nothing to wait for
 	closers  []func()
 	ledger   *ledger.Ledger
 	intake   *intake.Intake
@@ -227,8 +227,8 @@ const keyPrefix = "bb:"
 // durableGate prepares the durability wait of the intake (BRIDGE_REDIS_MIN_REPLICAS, WAITAOF)
 // and detects what applies; the gate logs what it found. A detection that fails here is only a
 // warning: the gate detects again before its next wait.
-func durableGate(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) *durable.Gate {
-	g := durable.New(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix, Log: log})
+func durableGate(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) durable.Durability {
+	g := durable.Open(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix, Log: log})
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := g.Detect(dctx); err != nil {

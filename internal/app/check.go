@@ -119,7 +119,7 @@ func checkQueueRedis(ctx context.Context, rdb redis.UniversalClient, out io.Writ
 // checkDurability says which durability an answered event has (contract 5: fsync, replicas,
 // both or neither) and whether BRIDGE_REDIS_MIN_REPLICAS can be met.
 func checkDurability(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, out io.Writer) []string {
-	g := durable.New(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix})
+	g := durable.Open(rdb, durable.Options{MinReplicas: cfg.RedisMinReplicas, Timeout: cfg.RedisWaitTimeout, Prefix: keyPrefix})
 	// A failed detection is described ("unknown: …"); checkQueueRedis already reports INFO refused.
 	_ = g.Detect(ctx)
 	fmt.Fprintf(out, "queue Redis: durability: %s\n", g.Describe())

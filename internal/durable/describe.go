@@ -13,8 +13,8 @@ func (g *Gate) Describe() string {
 		return "neither: answers do not wait (no queue Redis durability wait is set up)"
 	}
 	if g.client == nil {
-		return "neither: waiting for replicas or fsync is not supported on Redis Cluster yet; " +
-			"an answer means the shard's primary accepted the write"
+		return "neither: waiting for replicas or fsync is not supported with this Redis client; " +
+			"an answer means the primary accepted the write"
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -57,7 +57,7 @@ func (g *Gate) Problems() []string {
 		return nil
 	}
 	if g.client == nil {
-		return []string{fmt.Sprintf("BRIDGE_REDIS_MIN_REPLICAS is %d, but waiting for replicas is not supported on Redis Cluster yet: answers would not wait", g.opt.MinReplicas)}
+		return []string{fmt.Sprintf("BRIDGE_REDIS_MIN_REPLICAS is %d, but waiting for replicas is not supported with this Redis client: answers would not wait", g.opt.MinReplicas)}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -69,7 +69,8 @@ type setting struct {
 // Gate waits, after an event's writes, until they are durable as configured and detected.
 // A nil *Gate never waits. It is safe for concurrent use.
 type Gate struct {
-	client    *redis.Client // nil on Redis Cluster: not supported yet
+	client    *redis.Client // nil for a client that is not one connection pool (use Open)
+	marker    string        // the marker key: opt.Prefix+"durable", or one in this primary's slots on a Cluster
 	opt       Options
 	pipelined bool // the marker and the waits fit in one round trip under the client's read deadline
 	log       *slog.Logger
@@ -108,7 +109,7 @@ func New(rdb redis.UniversalClient, o Options) *Gate {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gate{opt: o, log: log.With("component", "durable"), now: time.Now}
+	g := &Gate{opt: o, marker: o.Prefix + "durable", log: log.With("component", "durable"), now: time.Now}
 	g.set.replicas = -1
 	// A plain URL and Sentinel's failover client are both *redis.Client; a dedicated connection
 	// of one is what WAIT needs.
@@ -117,14 +118,14 @@ func New(rdb redis.UniversalClient, o Options) *Gate {
 		rt := c.Options().ReadTimeout
 		g.pipelined = rt <= 0 || rt >= o.Timeout+readSlack
 	} else {
-		// Redis Cluster: WAIT covers one shard's connection, and an event writes to several
-		// shards; waiting there is a later part of issue 11.
+		// A Redis Cluster has a Gate per primary (Open, NewCluster); any other client cannot
+		// give the one connection a wait needs.
 		lvl := slog.LevelInfo
 		if o.MinReplicas > 0 {
 			lvl = slog.LevelWarn
 		}
-		g.log.Log(context.Background(), lvl, "waiting for replicas or fsync is not supported on Redis Cluster yet: answers do not wait",
-			"min_replicas", o.MinReplicas)
+		g.log.Log(context.Background(), lvl, "waiting for replicas or fsync is not supported with this Redis client: answers do not wait",
+			"client", fmt.Sprintf("%T", rdb), "min_replicas", o.MinReplicas)
 	}
 	return g
 }
@@ -274,7 +275,7 @@ func (g *Gate) current(ctx context.Context) bool {
 func (g *Gate) wait(ctx context.Context, fsync bool) error {
 	n, timeout := g.opt.MinReplicas, g.opt.Timeout
 	steps := []func(waitCmdable) redis.Cmder{func(c waitCmdable) redis.Cmder {
-		return c.Set(ctx, g.opt.Prefix+"durable", g.now().UnixMicro(), markerTTL)
+		return c.Set(ctx, g.marker, g.now().UnixMicro(), markerTTL)
 	}}
 	if fsync {
 		steps = append(steps, func(c waitCmdable) redis.Cmder { return c.WaitAOF(ctx, 1, 0, timeout) })

@@ -189,6 +189,8 @@ func TestClusterFailover(t *testing.T) {
 		"BRIDGE_WEBHOOK_SECRETS=whsec_" + base64.StdEncoding.EncodeToString([]byte(hookKey)),
 		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=3s", "BRIDGE_SHUTDOWN_GRACE=5s", "BRIDGE_BADGR_RATE_LIMIT=0",
 		"BRIDGE_WORKER_CONCURRENCY=10", "BRIDGE_LOG_LEVEL=warn",
+		// Every 200 and acknowledgement waits for a replica on each shard the event wrote to.
+		"BRIDGE_REDIS_MIN_REPLICAS=1",
 	}
 	serve := testutil.StartBridge(t, env, "serve")
 	// Both workers run on this host: without distinct names (a pod's name in production) they
