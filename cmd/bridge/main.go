@@ -105,7 +105,9 @@ func setup(ctx context.Context, cmd string, stdout, stderr io.Writer) (*app.App,
 	log := app.NewLogger(stderr, app.LogLevelFor(cmd, cfg.LogLevel, stderr), cfg.LogFormat)
 	// go-redis's logger is process-wide: set once, here, before any Redis client exists.
 	redis.SetLogger(app.RedisLogger{Log: log})
-	return app.New(cfg, cmd, log, stdout), log, true
+	a := app.New(cfg, cmd, log, stdout)
+	a.Version = appVersion()
+	return a, log, true
 }
 
 // check validates configuration and mapping; with --remote also Redis, the badge host and the

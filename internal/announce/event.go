@@ -44,6 +44,15 @@ func DefaultSourceLib() string {
 	return "0.0.0"
 }
 
+// SourceLib is version (a release's, "1.4.0" or "v1.4.0-rc.1") as dot-joined integers, or
+// DefaultSourceLib() when it is not a release version ("dev", empty).
+func SourceLib(version string) string {
+	if v := numericVersion(version); v != "" {
+		return v
+	}
+	return DefaultSourceLib()
+}
+
 // numericVersion turns "v1.4.0" (or "v1.4.0-rc.1+dirty") into "1.4.0"; "" when it is not one.
 func numericVersion(v string) string {
 	v = strings.TrimPrefix(v, "v")

@@ -166,6 +166,13 @@ func TestSourceLibIsDottedIntegers(t *testing.T) {
 			t.Errorf("numericVersion(%q) = %q, want %q", in, got, want)
 		}
 	}
+	// A release image knows its version only from main's ldflags.
+	if got := SourceLib("1.4.2"); got != "1.4.2" {
+		t.Errorf("SourceLib(1.4.2) = %q", got)
+	}
+	if got := SourceLib("dev"); got != DefaultSourceLib() {
+		t.Errorf("SourceLib(dev) = %q, want the build's %q", got, DefaultSourceLib())
+	}
 	for _, p := range strings.Split(DefaultSourceLib(), ".") {
 		if p == "" || strings.Trim(p, "0123456789") != "" {
 			t.Fatalf("DefaultSourceLib %q: the reference consumer parses it with int()", DefaultSourceLib())

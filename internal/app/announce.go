@@ -28,7 +28,7 @@ func (a *App) openAnnouncer(p *parts) error {
 	hostname, _ := os.Hostname()
 	p.announcer = announce.New(announce.Config{
 		Ledger: p.ledger, Bus: bus, Stream: cfg.EventBusBadgeStream, Host: p.host,
-		Meta: announce.Meta{SourceHost: hostname}, Log: a.log.With("component", "announce"),
+		Meta: announce.Meta{SourceHost: hostname, SourceLib: announce.SourceLib(a.Version)}, Log: a.log.With("component", "announce"),
 		Metrics: announce.NewMetrics(p.registry),
 	})
 	return nil

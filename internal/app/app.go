@@ -46,6 +46,11 @@ type App struct {
 	log     *slog.Logger
 	banner  io.Writer // where development mode prints its instructions
 
+	// Version is the release version main was built with ("dev" when none): the announcements'
+	// sourcelib. A binary built from a tagged module has it in its build info too, but a
+	// release image is built without the repository's history.
+	Version string
+
 	// Ready is closed once both listeners accept connections (tests wait on it).
 	Ready chan struct{}
 	// Addrs are the bound listener addresses, set before Ready closes.
