@@ -14,29 +14,46 @@ import (
 	"github.com/badgebridge/bridge/internal/testutil"
 )
 
+// backfillBed is what `bridge backfill` runs against in these tests: a Redis, a sandbox badge
+// host with badgeClass, a mapping of course-v1:Old+C1+* to it, and the environment naming them.
+type backfillBed struct {
+	db  *testutil.RedisServer
+	sb  *sandbox.Host
+	dir string
+	env []string
+}
+
+func newBackfillBed(t *testing.T, badgeClass string) *backfillBed {
+	b := &backfillBed{db: testutil.StartRedis(t), dir: t.TempDir()}
+	b.sb = sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{badgeClass}})
+	host := httptest.NewServer(b.sb)
+	t.Cleanup(host.Close)
+	mapping := filepath.Join(b.dir, "m.yaml")
+	os.WriteFile(mapping, []byte("badges:\n  - name: Old course\n    badge_class: "+badgeClass+"\n    when:\n      courses: [\"course-v1:Old+C1+*\"]\n"), 0o600)
+	b.env = []string{"PATH=" + os.Getenv("PATH"), "BRIDGE_REDIS_URL=" + b.db.URL, "BRIDGE_BADGR_URL=" + host.URL,
+		"BRIDGE_BADGR_USERNAME=svc", "BRIDGE_BADGR_PASSWORD=pw-0123456789", "BRIDGE_MAPPING_FILE=" + mapping,
+		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=2s", "BRIDGE_SHUTDOWN_GRACE=5s"}
+	return b
+}
+
+// backfill runs `bridge backfill args…` and returns its exit code and combined output.
+func (b *backfillBed) backfill(t *testing.T, args ...string) (int, string) {
+	cmd := exec.Command(testutil.Bridge(t), append([]string{"backfill"}, args...)...)
+	cmd.Env = b.env
+	out, _ := cmd.CombinedOutput()
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
 func TestBackfill(t *testing.T) {
-	db := testutil.StartRedis(t)
-	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"FillClass000000000001"}})
-	host := httptest.NewServer(sb)
-	defer host.Close()
-	dir := t.TempDir()
-	mapping := filepath.Join(dir, "m.yaml")
-	os.WriteFile(mapping, []byte("badges:\n  - name: Old course\n    badge_class: FillClass000000000001\n    when:\n      courses: [\"course-v1:Old+C1+*\"]\n"), 0o600)
+	bed := newBackfillBed(t, "FillClass000000000001")
+	db, sb, dir, env := bed.db, bed.sb, bed.dir, bed.env
+	backfill := func(args ...string) (int, string) { return bed.backfill(t, args...) }
 	csv := filepath.Join(dir, "certs.csv")
 	os.WriteFile(csv, []byte("user_id,email,course_key,mode,issued_on,name\n"+
 		"201,first@example.org,course-v1:Old+C1+2019,verified,2019-06-01,First\n"+
 		"202,second@example.org,course-v1:Old+C1+2019,honor,2019-06-02 10:00:00+00:00,Second\n"+
 		"203,third@example.org,course-v1:Other+X+1,honor,2019-06-02,Third\n"+
 		"oops,bad,course-v1:Old+C1+2019,honor,2019-06-02,Bad\n"), 0o600)
-	env := []string{"PATH=" + os.Getenv("PATH"), "BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + host.URL,
-		"BRIDGE_BADGR_USERNAME=svc", "BRIDGE_BADGR_PASSWORD=pw-0123456789", "BRIDGE_MAPPING_FILE=" + mapping,
-		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=2s", "BRIDGE_SHUTDOWN_GRACE=5s"}
-	backfill := func(args ...string) (int, string) {
-		cmd := exec.Command(testutil.Bridge(t), append([]string{"backfill"}, args...)...)
-		cmd.Env = env
-		out, _ := cmd.CombinedOutput()
-		return cmd.ProcessState.ExitCode(), string(out)
-	}
 	code, out := backfill(csv)
 	if code != 0 || !strings.Contains(out, "Dry run") || strings.Count(out, "would hold FillClass000000000001") != 2 || !strings.Contains(out, ":5:") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)

@@ -1,29 +1,20 @@
 package main
 
 import (
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/badgebridge/bridge/internal/sandbox"
-	"github.com/badgebridge/bridge/internal/testutil"
 )
 
 // Issue 12: `bridge backfill --yes --wait` follows the rows it queued until the workers settled
 // each, then prints what became of them; with no worker it gives up at --timeout, exit 1. Its
 // output, not being a terminal, keeps the JSON log lines.
 func TestBackfillWait(t *testing.T) {
-	db := testutil.StartRedis(t)
-	sb := sandbox.New(sandbox.Options{Username: "svc", Password: "pw-0123456789", BadgeClasses: []string{"WaitClass000000000001"}})
-	host := httptest.NewServer(sb)
-	defer host.Close()
-	dir := t.TempDir()
-	mapping := filepath.Join(dir, "m.yaml")
-	os.WriteFile(mapping, []byte("badges:\n  - name: Old course\n    badge_class: WaitClass000000000001\n    when:\n      courses: [\"course-v1:Old+C1+*\"]\n"), 0o600)
+	bed := newBackfillBed(t, "WaitClass000000000001")
+	sb, dir, env := bed.sb, bed.dir, bed.env
+	backfill := func(args ...string) (int, string) { return bed.backfill(t, args...) }
 	write := func(name, rows string) string {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte("user_id,email,course_key,mode,issued_on\n"+rows), 0o600)
@@ -32,15 +23,6 @@ func TestBackfillWait(t *testing.T) {
 	first := write("first.csv", "301,a@example.org,course-v1:Old+C1+2019,honor,2019-06-01\n"+
 		"302,b@example.org,course-v1:Old+C1+2019,honor,2019-06-01\n"+
 		"303,c@example.org,course-v1:Other+X+1,honor,2019-06-01\n")
-	env := []string{"PATH=" + os.Getenv("PATH"), "BRIDGE_REDIS_URL=" + db.URL, "BRIDGE_BADGR_URL=" + host.URL,
-		"BRIDGE_BADGR_USERNAME=svc", "BRIDGE_BADGR_PASSWORD=pw-0123456789", "BRIDGE_MAPPING_FILE=" + mapping,
-		"BRIDGE_BADGR_TIMEOUT=2s", "BRIDGE_SETTLE=2s", "BRIDGE_SHUTDOWN_GRACE=5s"}
-	backfill := func(args ...string) (int, string) {
-		cmd := exec.Command(testutil.Bridge(t), append([]string{"backfill"}, args...)...)
-		cmd.Env = env
-		out, _ := cmd.CombinedOutput()
-		return cmd.ProcessState.ExitCode(), string(out)
-	}
 	if code, out := backfill("--wait", first); code != 2 || !strings.Contains(out, "give --yes too") {
 		t.Fatalf("--wait without --yes: exit %d\n%s", code, out)
 	}

@@ -384,7 +384,8 @@ func (s *scrape) has(name string) bool {
 	return true
 }
 
-func scrapeMetrics(t *testing.T, url string) *scrape {
+// fetchMetrics reads one /metrics answer.
+func fetchMetrics(t *testing.T, url string) []byte {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -395,6 +396,12 @@ func scrapeMetrics(t *testing.T, url string) *scrape {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
+	return raw
+}
+
+func scrapeMetrics(t *testing.T, url string) *scrape {
+	t.Helper()
+	raw := fetchMetrics(t, url)
 	s := &scrape{raw: raw, types: map[string]string{}, labels: map[string]map[string]bool{}}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

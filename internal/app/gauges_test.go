@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,15 +93,7 @@ func gather(t *testing.T, g prometheus.Collector) map[string]float64 {
 // scrapedValues reads the samples of names (without labels) from a /metrics answer.
 func scrapedValues(t *testing.T, url string, names ...string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
+	raw := fetchMetrics(t, url)
 	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(raw), "\n") {
 		f := strings.Fields(line)
