@@ -148,17 +148,24 @@ func (c *Cluster) current(ctx context.Context) []*shard {
 	}
 	c.listing = true
 	c.mu.Unlock()
+	shards, err := c.relistNow(ctx)
+	if err != nil {
+		c.log.Warn("could not list the Redis Cluster primaries to wait on; keeping the previous list", "err", err)
+	}
+	c.mu.Lock()
+	c.listing = false
+	c.mu.Unlock()
+	return shards
+}
+
+// relistNow lists the primaries and records when and how that went; on failure the previous
+// list stays. It returns the list now in use.
+func (c *Cluster) relistNow(ctx context.Context) ([]*shard, error) {
 	err := c.list(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.listing, c.listedAt, c.listErr = false, c.now(), err
-	if err != nil {
-		c.relist = true
-		c.log.Warn("could not list the Redis Cluster primaries to wait on; keeping the previous list", "err", err)
-	} else {
-		c.relist = false
-	}
-	return c.shards
+	c.listedAt, c.listErr, c.relist = c.now(), err, err != nil
+	return c.shards, err
 }
 
 // Wait writes a marker on every primary and waits on each, concurrently; it fails if any does.
@@ -192,11 +199,7 @@ func (c *Cluster) Wait(ctx context.Context) error {
 
 // Detect lists the primaries and detects what applies on each.
 func (c *Cluster) Detect(ctx context.Context) error {
-	err := c.list(ctx)
-	c.mu.Lock()
-	c.listedAt, c.listErr, c.relist = c.now(), err, err != nil
-	shards := c.shards
-	c.mu.Unlock()
+	shards, err := c.relistNow(ctx)
 	if err != nil {
 		return err
 	}

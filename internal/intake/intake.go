@@ -111,10 +111,7 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return Result{}, err
 		}
 		if other != nil {
-			if err := in.confirm(ctx, ev, via); err != nil {
-				return Result{}, err
-			}
-			return in.seen(ev, *other, via), nil
+			return in.seen(ctx, ev, *other, via)
 		}
 	}
 	if skipped && ev.ID != "" {
@@ -125,10 +122,7 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 			return Result{}, err
 		}
 		if rec != nil {
-			if err := in.confirm(ctx, ev, via); err != nil {
-				return Result{}, err
-			}
-			return in.seen(ev, *rec, via), nil
+			return in.seen(ctx, ev, *rec, via)
 		}
 	}
 	var record func(Result, []ledger.RowKey) *ledger.EventRecord
@@ -152,10 +146,7 @@ func (in *Intake) Handle(ctx context.Context, ev edx.Event, via string) (Result,
 		var seen *ledger.SeenError
 		switch {
 		case errors.As(err, &seen):
-			if err := in.confirm(ctx, ev, via); err != nil {
-				return Result{}, err
-			}
-			return in.seen(ev, seen.Record, via), nil
+			return in.seen(ctx, ev, seen.Record, via)
 		case errors.As(err, &erased):
 			// Recorded nowhere: an event record would hold the erased learner's id again.
 			if err := in.confirm(ctx, ev, via); err != nil {
@@ -221,14 +212,18 @@ func (in *Intake) confirm(ctx context.Context, ev edx.Event, via string) error {
 }
 
 // seen answers an event whose id was handled before: a duplicate, or a conflict when the id
-// comes back with other content.
-func (in *Intake) seen(ev edx.Event, rec ledger.EventRecord, via string) Result {
+// comes back with other content. Like every answer that rests on Redis, it waits for
+// durability first.
+func (in *Intake) seen(ctx context.Context, ev edx.Event, rec ledger.EventRecord, via string) (Result, error) {
+	if err := in.confirm(ctx, ev, via); err != nil {
+		return Result{}, err
+	}
 	if rec.Digest != "" && rec.Digest != ev.Digest() {
 		in.Metrics.conflict(via)
 		in.log().Warn("event id reused with different content; refused", "event_id", ev.ID, "type", ev.Type, "user_id", ev.UserID, "via", via)
-		return Result{Status: StatusConflict, Message: fmt.Sprintf("conflict: event %s was already handled with different content; give a new event its own id", ev.ID)}
+		return Result{Status: StatusConflict, Message: fmt.Sprintf("conflict: event %s was already handled with different content; give a new event its own id", ev.ID)}, nil
 	}
-	return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}
+	return Result{Status: StatusDuplicate, Message: fmt.Sprintf("event %s was already handled (%s)", ev.ID, rec.Status)}, nil
 }
 
 // skipped says, before any read, that the change of an event can change nothing in the ledger,

@@ -52,7 +52,7 @@ func (l *Ledger) FindEvent(ctx context.Context, id string) (*EventRecord, error)
 	cmds := make([]*redis.StringCmd, len(l.tags))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, tag := range l.tags {
-			cmds[i] = p.Get(ctx, l.opts.Prefix+tag+"evt:"+id)
+			cmds[i] = p.Get(ctx, l.eventPrefixIn(tag)+id)
 		}
 		return nil
 	})

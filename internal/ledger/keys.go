@@ -85,7 +85,8 @@ func (l *Ledger) emailKey(email string) string { return l.opts.Prefix + "email:"
 // eventKey is the record of event id, kept in the bucket of the learner it names (uid 0 for an
 // event that names none), so that an intake reads and writes it in the learner's transaction.
 func (l *Ledger) eventKey(uid int64, id string) string { return l.eventPrefix(uid) + id }
-func (l *Ledger) eventPrefix(uid int64) string         { return l.opts.Prefix + l.bucket(uid) + "evt:" }
+func (l *Ledger) eventPrefix(uid int64) string         { return l.eventPrefixIn(l.bucket(uid)) }
+func (l *Ledger) eventPrefixIn(tag string) string      { return l.opts.Prefix + tag + "evt:" }
 
 // eventClaimKey, on a Cluster only, maps an event id to the digest of the event first recorded
 // under it, whatever learner it named: the per-learner record cannot see an id reused for a
